@@ -1,0 +1,195 @@
+"""collect: a finished Vertex job becomes result and error lines of its part, and a retry part for the rows
+worth another attempt. When the last part of a run is collected, the run is finalized.
+
+Two streaming passes, so memory holds only row numbers and the failures' details:
+1. every predictions file of the job's own output prefix (also after FAILED / CANCELLED / EXPIRED /
+   PARTIALLY_SUCCEEDED: partial output is harvested) -> result lines, and the failed rows;
+2. the part's staged input, in row order -> error lines (carrying the original request, so an errors file
+   is a valid input file), the retry part's staged file, and the rows that never came back ("missing").
+All outputs are written under names derived from (run, part): a replayed event rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from shared import joining, layout, log, runstate, scheduler
+from shared.errors import BadEventError
+from shared.finalize import finalize
+from shared.lines import iter_lines
+from shared.pipeline import Pipeline
+from shared.storage import mutate_json
+from shared.storage.base import ObjectMissing
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    """The job-finished message (published by poll, or by submit when Vertex refused a job)."""
+
+    run: str
+    part: str
+    job: str | None
+    state: str
+    error: dict[str, Any] | None
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> JobFinished:
+        try:
+            return cls(run=str(payload["run"]), part=str(payload["part"]), job=payload.get("job"),
+                       state=str(payload["state"]), error=payload.get("error"))
+        except KeyError as exc:
+            raise BadEventError(f"job-finished message lacks {exc}") from None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"run": self.run, "part": self.part, "job": self.job, "state": self.state, "error": self.error}
+
+
+@dataclass
+class _Tally:
+    succeeded: int = 0
+    retried: int = 0
+    by_stage: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    tokens: Counter[str] = field(default_factory=Counter)
+
+    def outcome(self, msg: JobFinished) -> dict[str, Any]:
+        return {"succeeded": self.succeeded, "retried": self.retried, "failedByStage": dict(self.by_stage),
+                "failedByReason": dict(self.by_reason), "tokens": dict(self.tokens), "jobState": msg.state,
+                "jobError": msg.error, "job": msg.job}
+
+
+def _job_failure(msg: JobFinished) -> joining.Failure:
+    err = msg.error or {}
+    if err.get("httpCode"):  # refused at create: the rows never ran and never will with this input
+        return joining.Failure(0, int(err["httpCode"]), str(err.get("status") or ""), str(err.get("message")), False)
+    return joining.job_failure(msg.state, err.get("code"), err.get("message"))
+
+
+def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
+    """Returns "collected", "duplicate" or "unknown"."""
+    bucket = p.work_bucket
+    found = p.store.read_json(bucket, layout.run_state_name(msg.run))
+    if found is None or msg.part not in found.value["parts"]:
+        log.error("job.unknown", f"job-finished for unknown run/part {msg.run}/{msg.part}", run=msg.run)
+        return "unknown"
+    record = found.value
+    part = record["parts"][msg.part]
+    if part["state"] == runstate.COLLECTED:
+        if record["state"] == runstate.FINALIZING:
+            finalize(p, msg.run)  # an earlier delivery died after collecting; finish its work
+        return "duplicate"
+
+    attempt = part["attempt"]
+    max_attempts = p.config.max_attempts
+    tally = _Tally()
+    failures: dict[int, joining.Failure] = {}
+    retry_part = layout.next_attempt(msg.part)
+    with ExitStack() as stack:
+        results = stack.enter_context(p.store.open_write(bucket, layout.part_results_name(msg.run, msg.part)))
+        seen = _harvest(p, msg, attempt, results, failures, tally)
+        errors = stack.enter_context(p.store.open_write(bucket, layout.part_errors_name(msg.run, msg.part)))
+        retry_rows, retry_bytes = _settle(p, msg, attempt, max_attempts, seen, failures, errors, stack,
+                                          retry_part, tally)
+
+    retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes) if retry_rows else None
+    if retry:
+        scheduler.enqueue(p, [layout.queue_id(msg.run, retry_part)])
+        log.info("rows.retried", f"{retry_rows} rows of {msg.run}/{msg.part} go to attempt {attempt + 1}",
+                 run=msg.run, job=_job_id(msg), part=msg.part, rows=retry_rows)
+    failed = sum(tally.by_stage.values())
+    if failed:
+        log.error("rows.failed", f"{failed} rows of {msg.run}/{msg.part} failed for good", run=msg.run,
+                  job=_job_id(msg), input=record["input"]["uri"], byStage=dict(tally.by_stage),
+                  byReason=dict(tally.by_reason))
+    new = mutate_json(p.store, bucket, layout.run_state_name(msg.run),
+                      lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
+                                                        retry_part if retry else None) if r else None)
+    log.info("part.collected", f"{msg.run}/{msg.part}: {tally.succeeded} succeeded, {failed} failed, "
+             f"{tally.retried} to retry", run=msg.run, job=_job_id(msg), input=record["input"]["uri"],
+             part=msg.part, succeeded=tally.succeeded, failed=failed, retried=tally.retried, jobState=msg.state)
+    if new is not None and new["state"] == runstate.FINALIZING:
+        finalize(p, msg.run)
+    elif retry:
+        scheduler.drain(p)
+    return "collected"
+
+
+def _job_id(msg: JobFinished) -> str | None:
+    return msg.job.rsplit("/", 1)[-1] if msg.job else None
+
+
+def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
+             failures: dict[int, joining.Failure], tally: _Tally) -> set[int]:
+    """Pass 1: every *.jsonl under the job's output prefix. Returns the rows that came back."""
+    seen: set[int] = set()
+    prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
+    for name in p.store.list_names(p.work_bucket, prefix):
+        if not name.endswith(".jsonl"):
+            continue
+        with p.store.open_read(p.work_bucket, name) as stream:
+            for raw in iter_lines(stream):
+                if not raw.strip():
+                    continue
+                try:
+                    record = orjson.loads(raw)
+                    outcome = joining.classify(record)
+                except (orjson.JSONDecodeError, joining.JoinError, AttributeError) as exc:
+                    log.warning("rows.unjoinable", f"{name}: a prediction line cannot be joined: {exc}",
+                                run=msg.run, job=_job_id(msg))
+                    continue
+                if outcome.row in seen:
+                    continue  # exported twice (shards of a long job): count it once
+                seen.add(outcome.row)
+                if isinstance(outcome, joining.Success):
+                    has_key, key = joining.key_of(record)
+                    results.write(joining.result_line(outcome.row, has_key, key, outcome.response, attempt))
+                    tally.succeeded += 1
+                    prompt, cand, total = joining.usage_tokens(outcome.response)
+                    tally.tokens.update(prompt=prompt, candidates=cand, total=total)
+                else:
+                    failures[outcome.row] = outcome
+    return seen
+
+
+def _settle(p: Pipeline, msg: JobFinished, attempt: int, max_attempts: int, seen: set[int],
+            failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack, retry_part: str,
+            tally: _Tally) -> tuple[int, int]:
+    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file."""
+    job_failure = _job_failure(msg)
+    missing_stage = "job" if msg.state == "JOB_STATE_FAILED" else "missing"
+    retry_writer: IO[bytes] | None = None
+    retry_rows = retry_bytes = 0
+    try:
+        source = stack.enter_context(p.store.open_read(p.work_bucket, layout.staged_name(msg.run, msg.part)))
+    except ObjectMissing:
+        raise BadEventError(f"staged input of {msg.run}/{msg.part} is gone") from None
+    for raw in iter_lines(source):
+        if not raw:
+            continue
+        record = orjson.loads(raw)
+        row = joining.row_of(record)
+        if row in seen and row not in failures:
+            continue  # succeeded
+        failure, stage = (failures[row], "prediction") if row in seen else (job_failure, missing_stage)
+        if failure.retryable and attempt < max_attempts:
+            if retry_writer is None:
+                retry_writer = stack.enter_context(
+                    p.store.open_write(p.work_bucket, layout.staged_name(msg.run, retry_part)))
+            line = raw + b"\n"
+            retry_writer.write(line)
+            retry_rows += 1
+            retry_bytes += len(line)
+            tally.retried += 1
+            continue
+        has_key, key = joining.key_of(record)
+        errors.write(joining.error_line(row, has_key, key, stage=stage, code=failure.code, status=failure.status,
+                                        message=failure.message, retryable=failure.retryable, attempts=attempt,
+                                        request=record.get("request")))
+        tally.by_stage[stage] += 1
+        tally.by_reason[failure.status or str(failure.code)] += 1
+    return retry_rows, retry_bytes

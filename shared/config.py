@@ -1,0 +1,127 @@
+"""One frozen configuration object, read from the environment once, at the edge.
+
+Bad configuration fails at start with a message naming the variable, instead of failing later inside a
+half-finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.errors import ConfigError
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{1,63}$")
+# Vertex refuses a job over 200,000 lines or 1 GB: these are the ceilings, lower values are allowed.
+VERTEX_MAX_ROWS = 200_000
+VERTEX_MAX_BYTES = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    project: str
+    location: str
+    input_bucket: str
+    output_bucket: str
+    input_prefix: str = "incoming/"
+    model: str = "gemini-2.5-flash"
+    max_active_jobs: int = 8
+    max_rows_per_job: int = VERTEX_MAX_ROWS
+    max_bytes_per_job: int = VERTEX_MAX_BYTES
+    max_attempts: int = 3
+    job_finished_topic: str = "job-finished"
+    run_finished_topic: str = "run-finished"
+    vertex_base_url: str | None = None
+    pipeline_label: str = "gemini-batch-pipeline"
+    pending_warn_seconds: int = 3 * 3600
+    running_warn_seconds: int = 12 * 3600
+    # A job reservation without a Vertex job name older than this is adopted by the poller: the function
+    # that made it died between reserving the slot and recording the job.
+    stuck_create_seconds: int = 120
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        cfg = cls(
+            project=reader.required("GOOGLE_CLOUD_PROJECT"),
+            location=reader.text("GOOGLE_CLOUD_LOCATION", "us-central1"),
+            input_bucket=reader.bucket("INPUT_BUCKET"),
+            output_bucket=reader.bucket("OUTPUT_BUCKET"),
+            input_prefix=reader.prefix("INPUT_PREFIX", "incoming/"),
+            model=reader.text("MODEL", cls.model),
+            max_active_jobs=reader.integer("MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 10_000),
+            max_rows_per_job=reader.integer("MAX_ROWS_PER_JOB", cls.max_rows_per_job, 1, VERTEX_MAX_ROWS),
+            max_bytes_per_job=reader.integer("MAX_BYTES_PER_JOB", cls.max_bytes_per_job, 1024, VERTEX_MAX_BYTES),
+            max_attempts=reader.integer("MAX_ATTEMPTS", cls.max_attempts, 1, 20),
+            job_finished_topic=reader.text("JOB_FINISHED_TOPIC", cls.job_finished_topic),
+            run_finished_topic=reader.text("RUN_FINISHED_TOPIC", cls.run_finished_topic),
+            vertex_base_url=reader.text("VERTEX_BASE_URL", "") or None,
+            pipeline_label=reader.label("PIPELINE_LABEL", cls.pipeline_label),
+            pending_warn_seconds=reader.integer("PENDING_WARN_SECONDS", cls.pending_warn_seconds, 1, 10**7),
+            running_warn_seconds=reader.integer("RUNNING_WARN_SECONDS", cls.running_warn_seconds, 1, 10**7),
+            stuck_create_seconds=reader.integer("STUCK_CREATE_SECONDS", cls.stuck_create_seconds, 1, 10**6),
+        )
+        if cfg.input_bucket == cfg.output_bucket and cfg.input_prefix in ("", "/"):
+            raise ConfigError("INPUT_PREFIX must not be empty when INPUT_BUCKET is also OUTPUT_BUCKET")
+        return cfg
+
+    @property
+    def own_prefixes(self) -> tuple[str, ...]:
+        """Prefixes the pipeline writes itself: never treated as input, even if a notification says so."""
+        return ("results/", "errors/", "reports/", "state/", "staging/", "vertex/")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _get(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value.strip() if value is not None and value.strip() != "" else None
+
+    def required(self, name: str) -> str:
+        value = self._get(name)
+        if value is None:
+            raise ConfigError(f"{name} is required and not set")
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        value = self._get(name)
+        return default if value is None else value
+
+    def bucket(self, name: str) -> str:
+        value = self.required(name)
+        if value.startswith("gs://"):
+            raise ConfigError(f"{name} must be a bucket name, not a URI: {value!r}")
+        if not _BUCKET.match(value):
+            raise ConfigError(f"{name} is not a valid bucket name: {value!r}")
+        return value
+
+    def prefix(self, name: str, default: str) -> str:
+        value = self._get(name)
+        if value is None:
+            return default
+        value = value.lstrip("/")
+        return value if value.endswith("/") else value + "/"
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def label(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not _LABEL_VALUE.match(value):
+            raise ConfigError(f"{name} must be a valid label value (a-z, 0-9, _ and -, at most 63), got {value!r}")
+        return value

@@ -1,0 +1,100 @@
+"""Where everything lives: object names for outputs, state, staging and Vertex output, and the ids.
+
+One module owns naming so the contract paths (results/, errors/, reports/) and the pipeline's own prefixes
+are spelled once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+RUN_ID_HEX = 20
+
+
+def run_id(bucket: str, name: str, generation: int) -> str:
+    """A run is one generation of one input object. The id is derived, so every duplicate or replayed event
+    for that generation names the same run (the claim on it is what makes submit idempotent). Letter
+    prefixed and lowercase so it is a valid Vertex label value."""
+    digest = hashlib.sha256(f"{bucket}\0{name}\0{generation}".encode()).hexdigest()
+    return "r" + digest[:RUN_ID_HEX]
+
+
+def relative_name(object_name: str, input_prefix: str) -> str:
+    """`<rel>` of the contract: the name after the input prefix, byte for byte, without a final `.jsonl`."""
+    rel = object_name[len(input_prefix):] if object_name.startswith(input_prefix) else object_name
+    return rel[: -len(".jsonl")] if rel.endswith(".jsonl") else rel
+
+
+def part_id(chunk: int, attempt: int) -> str:
+    """A part is one chunk of a run's rows at one attempt; retries of chunk 3 are p0003-a2, p0003-a3..."""
+    return f"p{chunk:04d}-a{attempt}"
+
+
+def next_attempt(part: str) -> str:
+    chunk, attempt = part[1:].split("-a")
+    return part_id(int(chunk), int(attempt) + 1)
+
+
+def queue_id(run: str, part: str) -> str:
+    """How the global scheduler names a part of a run."""
+    return f"{run}:{part}"
+
+
+def split_queue_id(qid: str) -> tuple[str, str]:
+    run, part = qid.split(":", 1)
+    return run, part
+
+
+def results_name(rel: str) -> str:
+    return f"results/{rel}.jsonl"
+
+
+def errors_name(rel: str) -> str:
+    return f"errors/{rel}.jsonl"
+
+
+def report_name(rel: str) -> str:
+    return f"reports/{rel}.json"
+
+
+def run_state_name(run: str) -> str:
+    return f"state/runs/{run}.json"
+
+
+SCHEDULER_NAME = "state/scheduler.json"
+
+
+def latest_name(bucket: str, object_name: str) -> str:
+    """Pointer to the newest generation of an input whose outputs were published (hash: names can be long)."""
+    return f"state/latest/{hashlib.sha256(f'{bucket}/{object_name}'.encode()).hexdigest()[:32]}.json"
+
+
+def staged_name(run: str, part: str) -> str:
+    return f"staging/{run}/{part}.jsonl"
+
+
+def validation_errors_name(run: str) -> str:
+    return f"staging/{run}/validation-errors.jsonl"
+
+
+def part_results_name(run: str, part: str) -> str:
+    return f"staging/{run}/out/{part}.results.jsonl"
+
+
+def part_errors_name(run: str, part: str) -> str:
+    return f"staging/{run}/out/{part}.errors.jsonl"
+
+
+def compose_scratch_prefix(run: str, what: str) -> str:
+    return f"staging/{run}/compose/{what}-"
+
+
+def vertex_output_prefix(run: str, part: str) -> str:
+    """Each job gets its own output prefix: two jobs created in the same instant under one prefix would
+    overwrite each other's predictions."""
+    return f"vertex/{run}/{part}"
+
+
+def job_labels(pipeline: str, run: str, part: str) -> dict[str, str]:
+    """Labels every job carries: they name the pipeline and the run, and find a job after an ambiguous create."""
+    return {"pipeline": pipeline, "run": run, "part": f"{run}-{part}"}

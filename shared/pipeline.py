@@ -1,0 +1,45 @@
+"""The one object the core works with: configuration plus the three adapters, built once per instance."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.config import Config
+from shared.publisher import Publisher
+from shared.storage import ObjectStore
+from shared.vertex import VertexJobs
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    store: ObjectStore
+    vertex: VertexJobs
+    publisher: Publisher
+    clock: Callable[[], float] = field(default=time.time)
+
+    @classmethod
+    def from_env(cls) -> Pipeline:
+        from shared.publisher import PubSubPublisher
+        from shared.storage.gcs import GcsStore, make_client
+        from shared.vertex.genai import GenaiVertexJobs
+        from shared.vertex.genai import make_client as make_vertex_client
+
+        config = Config.from_env()
+        return cls(
+            config=config,
+            store=GcsStore(make_client(config.project)),
+            vertex=GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url)),
+            publisher=PubSubPublisher(config.project),
+        )
+
+    @property
+    def work_bucket(self) -> str:
+        return self.config.output_bucket
+
+    def now(self) -> str:
+        """RFC 3339 UTC timestamp of the pipeline clock."""
+        return datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,121 @@
+"""The run state machine, as pure functions over the run record (a small JSON object in the work bucket).
+
+    staging ──staged──▶ running ──all parts collected──▶ finalizing ──outputs written──▶ done
+       └──────── no usable rows ──────────────────────────▶ finalizing
+
+A run is split into parts (chunk x attempt); each part goes queued ▶ submitted ▶ collected. Collecting a
+part may add its retry part (same chunk, next attempt) in the same compare-and-swap, so "every part is
+collected" means the run is settled. Each function is pure: it returns a new record, or None for "nothing
+to change", and is safe to re-run on a replayed event.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+STAGING, RUNNING, FINALIZING, DONE = "staging", "running", "finalizing", "done"
+QUEUED, SUBMITTED, COLLECTED = "queued", "submitted", "collected"
+
+
+def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, model: str, now: str) -> dict[str, Any]:
+    return {
+        "run": run,
+        "input": {"bucket": bucket, "name": name, "generation": str(generation),
+                  "uri": f"gs://{bucket}/{name}"},
+        "rel": rel,
+        "model": model,
+        "state": STAGING,
+        "received": now,
+        "parts": {},
+    }
+
+
+def new_part(chunk: int, attempt: int, rows: int, size: int) -> dict[str, Any]:
+    return {"chunk": chunk, "attempt": attempt, "rows": rows, "bytes": size, "state": QUEUED, "job": None}
+
+
+def staged(record: dict[str, Any], *, parts: dict[str, dict[str, Any]], total: int,
+           validation: dict[str, Any], note: str | None) -> dict[str, Any] | None:
+    """staging ▶ running (or straight to finalizing when no row is left to send)."""
+    if record["state"] != STAGING:
+        return None  # another delivery of the same upload finished staging first
+    new = copy.deepcopy(record)
+    new.update(parts=parts, total=total, validation=validation, state=RUNNING if parts else FINALIZING)
+    if note:
+        new["note"] = note
+    return new
+
+
+def job_submitted(record: dict[str, Any], part: str, job: str) -> dict[str, Any] | None:
+    entry = record["parts"].get(part)
+    if entry is None or entry["state"] != QUEUED or entry.get("job") == job:
+        return None
+    new = copy.deepcopy(record)
+    new["parts"][part].update(state=SUBMITTED, job=job)
+    return new
+
+
+def part_collected(record: dict[str, Any], part: str, outcome: dict[str, Any],
+                   retry: dict[str, Any] | None, retry_part: str | None) -> dict[str, Any] | None:
+    """Record a collected part, add its retry part, and move to finalizing once nothing is outstanding."""
+    entry = record["parts"].get(part)
+    if entry is None or entry["state"] == COLLECTED:
+        return None
+    new = copy.deepcopy(record)
+    new["parts"][part].update(state=COLLECTED, **outcome)
+    if retry is not None and retry_part is not None:
+        new["parts"].setdefault(retry_part, retry)
+    if new["state"] == RUNNING and settled(new):
+        new["state"] = FINALIZING
+    return new
+
+
+def settled(record: dict[str, Any]) -> bool:
+    return all(p["state"] == COLLECTED for p in record["parts"].values())
+
+
+def finished(record: dict[str, Any], *, now: str, superseded: bool) -> dict[str, Any] | None:
+    if record["state"] == DONE:
+        return None
+    new = copy.deepcopy(record)
+    new.update(state=DONE, finished=now, superseded=superseded)
+    return new
+
+
+def counts(record: dict[str, Any]) -> dict[str, Any]:
+    """Row counts of a settled run: totals, failures by stage and by reason, tokens, retried rows."""
+    by_stage: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    validation = record.get("validation") or {}
+    by_stage["validation"] += validation.get("failed", 0)
+    by_reason.update(validation.get("byReason") or {})
+    succeeded = retried = 0
+    tokens: Counter[str] = Counter()
+    for part in record["parts"].values():
+        if part["state"] != COLLECTED:
+            continue
+        succeeded += part.get("succeeded", 0)
+        retried += part.get("retried", 0)
+        by_stage.update(part.get("failedByStage") or {})
+        by_reason.update(part.get("failedByReason") or {})
+        tokens.update(part.get("tokens") or {})
+    failed = sum(by_stage.values())
+    return {
+        "total": record.get("total", 0),
+        "succeeded": succeeded,
+        "failed": failed,
+        "failedByStage": {k: v for k, v in sorted(by_stage.items()) if v},
+        "failedByReason": {k: v for k, v in sorted(by_reason.items()) if v},
+        "retried": retried,
+        "tokens": {k: tokens.get(k, 0) for k in ("prompt", "candidates", "total")},
+    }
+
+
+def outcome(row_counts: dict[str, Any]) -> str:
+    if row_counts["total"] > 0 and row_counts["failed"] == 0:
+        return "succeeded"
+    if row_counts["succeeded"] > 0:
+        return "partial"
+    return "failed"

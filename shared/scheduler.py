@@ -1,0 +1,196 @@
+"""The global job scheduler: at most MAX_ACTIVE_JOBS Vertex jobs at once across all runs, the rest in a FIFO
+queue.
+
+Its state is one small JSON object (state/scheduler.json) changed only by compare-and-swap, so concurrent
+submits, polls and collects can never admit more jobs than there are slots:
+
+    {"queue": ["<run>:<part>", ...],                        # FIFO, oldest first
+     "active": {"<run>:<part>": {"job": name|null, "since": epoch, "state": ...}},
+     "known": {"<run>:<part>": 1}}                            # ever enqueued, until the run is done
+
+A slot is reserved (job null) before the create call and the job name recorded after it, so a function
+that dies in between leaves a reservation the poller adopts: it looks the job up by label, and creates it
+only if Vertex has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared import layout, log, runstate
+from shared.errors import VertexAmbiguousError, VertexRejectedError, VertexTransientError
+from shared.pipeline import Pipeline
+from shared.storage import mutate_json
+from shared.vertex import JobInfo
+
+_FIND_AFTER_AMBIGUOUS = 3
+
+
+def empty() -> dict[str, Any]:
+    return {"queue": [], "active": {}, "known": {}}
+
+
+def _mutate(p: Pipeline, change) -> dict[str, Any]:
+    return mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
+                       lambda cur: change(cur if cur is not None else empty())) or empty()
+
+
+def read(p: Pipeline) -> dict[str, Any]:
+    found = p.store.read_json(p.work_bucket, layout.SCHEDULER_NAME)
+    return found.value if found else empty()
+
+
+def enqueue(p: Pipeline, qids: Iterable[str]) -> None:
+    """Append parts to the queue, each exactly once, ever (a replayed event must not run a part twice)."""
+    wanted = list(qids)
+
+    def change(s):
+        fresh = [q for q in wanted if q not in s["known"]]
+        if not fresh:
+            return None
+        s["queue"].extend(fresh)
+        s["known"].update(dict.fromkeys(fresh, 1))
+        return s
+
+    _mutate(p, change)
+
+
+def forget_run(p: Pipeline, run: str) -> None:
+    """Drop a finished run's parts from `known` so the scheduler object stays small."""
+    prefix = f"{run}:"
+
+    def change(s):
+        stale = [q for q in s["known"] if q.startswith(prefix) and q not in s["active"] and q not in s["queue"]]
+        if not stale:
+            return None
+        for q in stale:
+            del s["known"][q]
+        return s
+
+    _mutate(p, change)
+
+
+def release(p: Pipeline, qid: str) -> None:
+    """Free a slot (the job is finished and announced)."""
+    _mutate(p, lambda s: (s["active"].pop(qid), s)[1] if qid in s["active"] else None)
+
+
+def set_job(p: Pipeline, qid: str, job: str | None = None, state: str | None = None) -> None:
+    def change(s):
+        entry = s["active"].get(qid)
+        if entry is None:
+            return None
+        new = dict(entry)
+        if job is not None:
+            new["job"] = job
+        if state is not None:
+            new["state"] = state
+        if new == entry:
+            return None
+        s["active"][qid] = new
+        return s
+
+    _mutate(p, change)
+
+
+def drain(p: Pipeline) -> int:
+    """Admit queued parts while slots are free, oldest first. Returns how many jobs were created."""
+    created = 0
+    while (qid := _reserve(p)) is not None:
+        outcome = start_job(p, qid, adopt=False)
+        if outcome == "throttled":
+            break
+        created += outcome == "created"
+    return created
+
+
+def _reserve(p: Pipeline) -> str | None:
+    """Move the queue head into a free slot (job not yet created). None when no slot or nothing queued."""
+    reserved: list[str] = []
+
+    def take(s):
+        reserved.clear()  # `take` may run again after a lost race
+        if not s["queue"] or len(s["active"]) >= p.config.max_active_jobs:
+            return None
+        qid = s["queue"].pop(0)
+        s["active"][qid] = {"job": None, "since": p.clock(), "state": None}
+        reserved.append(qid)
+        return s
+
+    _mutate(p, take)
+    return reserved[0] if reserved else None
+
+
+def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
+    """Create (or, when `adopt`, first find) the Vertex job of a reserved slot and record it.
+
+    Returns "created", "found", "throttled" (slot handed back to the queue head), "rejected" (the part
+    cannot run; announced as finished so its rows go to errors) or "pending" (ambiguous; the poller
+    adopts the reservation later).
+    """
+    run, part = layout.split_queue_id(qid)
+    record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
+    if record is None:
+        log.error("job.orphaned", f"queued part {qid} has no run record; dropping it", run=run)
+        release(p, qid)
+        return "rejected"
+    cfg = p.config
+    labels = layout.job_labels(cfg.pipeline_label, run, part)
+    job: JobInfo | None = p.vertex.find(labels) if adopt else None
+    outcome = "found" if job else "created"
+    attempts = 0
+    while job is None:
+        attempts += 1
+        try:
+            job = p.vertex.create(
+                model=record.value["model"],
+                source_uri=f"gs://{p.work_bucket}/{layout.staged_name(run, part)}",
+                destination_prefix=f"gs://{p.work_bucket}/{layout.vertex_output_prefix(run, part)}",
+                display_name=f"{cfg.pipeline_label}-{run}-{part}",
+                labels=labels,
+            )
+        except VertexAmbiguousError as exc:
+            # The job may exist: look for it before any new create, so one part never gets two jobs.
+            job = p.vertex.find(labels)
+            if job is None and attempts >= _FIND_AFTER_AMBIGUOUS:
+                log.warning("job.create_ambiguous", f"{qid}: {exc}; the poller will adopt the reservation",
+                            run=run)
+                return "pending"
+            outcome = "found" if job else outcome
+        except VertexTransientError as exc:
+            _requeue_front(p, qid)
+            log.warning("job.throttled", f"{qid}: {exc}; back to the head of the queue", run=run)
+            return "throttled"
+        except VertexRejectedError as exc:
+            _reject(p, qid, exc)
+            return "rejected"
+    set_job(p, qid, job=job.name, state=job.state)
+    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
+                lambda r: runstate.job_submitted(r, part, job.name) if r else None)
+    log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
+             input=record.value["input"]["uri"], part=part, rows=record.value["parts"].get(part, {}).get("rows"))
+    return outcome
+
+
+def _requeue_front(p: Pipeline, qid: str) -> None:
+    def change(s):
+        if qid not in s["active"] or s["active"][qid].get("job"):
+            return None
+        del s["active"][qid]
+        s["queue"].insert(0, qid)
+        return s
+
+    _mutate(p, change)
+
+
+def _reject(p: Pipeline, qid: str, exc: VertexRejectedError) -> None:
+    """Vertex refused to create the job for good (e.g. unknown model): announce the part as finished
+    with that error, so collect turns its rows into errors and the run still completes."""
+    run, part = layout.split_queue_id(qid)
+    log.error("job.rejected", f"{qid}: Vertex refused the job: {exc}", run=run, part=part)
+    p.publisher.publish(p.config.job_finished_topic, {
+        "run": run, "part": part, "job": None, "state": "JOB_STATE_FAILED",
+        "error": {"code": None, "httpCode": exc.code, "status": exc.status, "message": str(exc)},
+    })
+    release(p, qid)

@@ -1,0 +1,101 @@
+"""The storage interface and the compare-and-swap rule every state change goes through.
+
+State lives in the work bucket as small JSON objects changed only with generation preconditions: 0 to
+create, G to compare-and-swap. `mutate_json` is the one place that loop is written.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import orjson
+
+from shared.errors import StateConflictError
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A JSON state object and the generation it was read at."""
+
+    value: dict[str, Any]
+    generation: int
+
+
+class ObjectStore(Protocol):
+    """What the pipeline needs from Cloud Storage, and nothing more."""
+
+    def read_json(self, bucket: str, name: str) -> Versioned | None:
+        """The object parsed as JSON with its generation, or None when absent."""
+
+    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
+        """Write `value`; 0 creates only if absent, G replaces only generation G. Returns the new generation,
+        or None when the precondition failed (someone else wrote first)."""
+
+    def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",
+                    *, if_generation_match: int | None = None) -> int | None:
+        """Write a whole small object (same precondition rule as write_json)."""
+
+    def read_bytes(self, bucket: str, name: str) -> bytes | None:
+        """A whole small object, or None when absent."""
+
+    def open_read(self, bucket: str, name: str, generation: int | None = None) -> AbstractContextManager[IO[bytes]]:
+        """Stream an object (never loaded whole); pinned to `generation` when given. Raises ObjectMissing."""
+
+    def open_write(self, bucket: str, name: str,
+                   content_type: str = "application/x-ndjson") -> AbstractContextManager[IO[bytes]]:
+        """Stream bytes into a new version of an object."""
+
+    def list_names(self, bucket: str, prefix: str) -> Iterator[str]:
+        """Names of the objects under `prefix`, in lexicographic order."""
+
+    def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:
+        """{"size", "generation", "metadata", "content_type"} or None when absent."""
+
+    def compose(self, bucket: str, sources: Iterable[str], destination: str, scratch_prefix: str,
+                content_type: str = "application/x-ndjson") -> None:
+        """Concatenate objects server side into `destination` (any number of sources; empty makes an
+        empty object). Intermediate objects go under `scratch_prefix`."""
+
+    def delete(self, bucket: str, name: str) -> None:
+        """Delete if present."""
+
+
+class ObjectMissing(Exception):
+    """The object (or the requested generation) does not exist."""
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def mutate_json(
+    store: ObjectStore,
+    bucket: str,
+    name: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    *,
+    attempts: int = 40,
+) -> dict[str, Any] | None:
+    """Apply `change` to a JSON state object with compare-and-swap, retrying on lost races.
+
+    `change` gets a private copy of the current value (None when absent) and returns the new value, or
+    None to leave the object as it is. It may run several times, so it must be a pure function of its
+    argument. Returns the value that is stored afterwards.
+    """
+    for attempt in range(attempts):
+        current = store.read_json(bucket, name)
+        base = orjson.loads(dumps(current.value)) if current else None
+        new = change(base)
+        if new is None:
+            return current.value if current else None
+        generation = current.generation if current else 0
+        if store.write_json(bucket, name, new, if_generation_match=generation) is not None:
+            return new
+        # Lost the race: back off a little (with jitter, so racing writers spread out) and re-read.
+        time.sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * (0.5 + random.random()))
+    raise StateConflictError(f"gs://{bucket}/{name}: still contended after {attempts} attempts")

@@ -1,0 +1,101 @@
+"""submit: an upload under INPUT_PREFIX becomes a run: claim, validate and stage, split, queue, start jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import layout, log, runstate, scheduler, staging
+from shared.events import StorageObjectEvent
+from shared.finalize import finalize
+from shared.pipeline import Pipeline
+from shared.storage import mutate_json
+from shared.storage.base import ObjectMissing
+
+
+def ignore_reason(p: Pipeline, obj: StorageObjectEvent) -> str | None:
+    """Why this object is not an input (None when it is one)."""
+    cfg = p.config
+    if obj.event_type != "OBJECT_FINALIZE":
+        return f"event type {obj.event_type!r} is not OBJECT_FINALIZE"
+    if obj.bucket != cfg.input_bucket:
+        return f"bucket {obj.bucket} is not INPUT_BUCKET ({cfg.input_bucket})"
+    if obj.bucket == cfg.output_bucket and obj.name.startswith(cfg.own_prefixes):
+        return "the pipeline's own output"
+    if not obj.name.startswith(cfg.input_prefix):
+        return f"outside INPUT_PREFIX ({cfg.input_prefix})"
+    if obj.name.endswith("/"):
+        return "a folder placeholder, not a file"
+    return None
+
+
+def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
+    """Returns what happened: "ignored", "duplicate" or "staged"."""
+    reason = ignore_reason(p, obj)
+    if reason:
+        log.info("run.ignored", f"ignoring {obj.uri}: {reason}", input=obj.uri)
+        return "ignored"
+    cfg = p.config
+    run = layout.run_id(obj.bucket, obj.name, obj.generation)
+    state_name = layout.run_state_name(run)
+    model = (obj.metadata.get("model") or cfg.model).strip()
+    record = runstate.new_run(run=run, bucket=obj.bucket, name=obj.name, generation=obj.generation,
+                              rel=layout.relative_name(obj.name, cfg.input_prefix), model=model, now=p.now())
+    if p.store.write_json(cfg.output_bucket, state_name, record, if_generation_match=0) is None:
+        existing = p.store.read_json(cfg.output_bucket, state_name)
+        if existing is not None and existing.value["state"] != runstate.STAGING:
+            log.info("run.duplicate", f"{obj.uri}#{obj.generation} is already run {run}", run=run, input=obj.uri)
+            resume(p, existing.value)
+            return "duplicate"
+        # Still staging: an earlier delivery died midway, or is still at it. Staging is deterministic and
+        # its outputs are overwritten, so doing it again is safe; the state change below happens once.
+        record = existing.value if existing else record
+    log.info("run.received", f"run {run} for {obj.uri} (generation {obj.generation}, model {record['model']})",
+             run=run, input=obj.uri, generation=str(obj.generation), size=obj.size)
+
+    try:
+        staged = staging.stage(p, run, obj.bucket, obj.name, obj.generation)
+    except ObjectMissing:
+        # The generation was replaced or deleted before we could read it; a newer generation has its own
+        # run. Nothing of this one was billed; say so and stop.
+        log.warning("run.superseded", f"{obj.uri}#{obj.generation} no longer exists; nothing to do",
+                    run=run, input=obj.uri)
+        mutate_json(p.store, cfg.output_bucket, state_name,
+                    lambda r: runstate.finished(r, now=p.now(), superseded=True) if r else None)
+        return "ignored"
+
+    note = _note(obj, staged)
+    if staged.failed:
+        log.error("rows.failed", f"{staged.failed} of {staged.total} lines of {obj.uri} failed validation",
+                  run=run, input=obj.uri, stage="validation", failed=staged.failed,
+                  byReason=dict(staged.failed_by_reason), examples=staged.samples)
+    new = mutate_json(p.store, cfg.output_bucket, state_name,
+                      lambda r: runstate.staged(r, parts=staged.parts, total=staged.total,
+                                                validation=staged.validation(), note=note))
+    log.info("run.staged", f"run {run}: {staged.total} rows, {staged.total - staged.failed} staged in "
+             f"{len(staged.parts)} part(s)", run=run, input=obj.uri, rows=staged.total,
+             failed=staged.failed, parts=len(staged.parts))
+    if new is not None:
+        resume(p, new)
+    return "staged"
+
+
+def _note(obj: StorageObjectEvent, staged: staging.Staged) -> str | None:
+    if staged.total == 0:
+        return "the file has no rows (it is empty or only blank lines)"
+    if staged.failed == staged.total and not obj.name.endswith(".jsonl"):
+        return "the object is not a JSONL file (its name does not end in .jsonl and no line is a valid request)"
+    if staged.failed == staged.total:
+        return "no line of the file is a valid request"
+    return None
+
+
+def resume(p: Pipeline, record: dict[str, Any]) -> None:
+    """Push a run forward from wherever a previous delivery left it; every step is idempotent."""
+    if record["state"] == runstate.RUNNING:
+        queued = [layout.queue_id(record["run"], part) for part, entry in sorted(record["parts"].items())
+                  if entry["state"] == runstate.QUEUED]
+        if queued:
+            scheduler.enqueue(p, queued)
+        scheduler.drain(p)
+    elif record["state"] == runstate.FINALIZING:
+        finalize(p, record["run"])
