@@ -52,18 +52,19 @@ class Config:
             input_bucket=reader.bucket("INPUT_BUCKET"),
             output_bucket=reader.bucket("OUTPUT_BUCKET"),
             input_prefix=reader.prefix("INPUT_PREFIX", "incoming/"),
-            model=reader.text("MODEL", cls.model),
-            max_active_jobs=reader.integer("MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 10_000),
-            max_rows_per_job=reader.integer("MAX_ROWS_PER_JOB", cls.max_rows_per_job, 1, VERTEX_MAX_ROWS),
-            max_bytes_per_job=reader.integer("MAX_BYTES_PER_JOB", cls.max_bytes_per_job, 1024, VERTEX_MAX_BYTES),
-            max_attempts=reader.integer("MAX_ATTEMPTS", cls.max_attempts, 1, 20),
-            job_finished_topic=reader.text("JOB_FINISHED_TOPIC", cls.job_finished_topic),
-            run_finished_topic=reader.text("RUN_FINISHED_TOPIC", cls.run_finished_topic),
+            model=reader.text("MODEL", _default("model")),
+            max_active_jobs=reader.integer("MAX_ACTIVE_JOBS", _default("max_active_jobs"), 1, 10_000),
+            max_rows_per_job=reader.integer("MAX_ROWS_PER_JOB", _default("max_rows_per_job"), 1, VERTEX_MAX_ROWS),
+            max_bytes_per_job=reader.integer("MAX_BYTES_PER_JOB", _default("max_bytes_per_job"), 1024,
+                                             VERTEX_MAX_BYTES),
+            max_attempts=reader.integer("MAX_ATTEMPTS", _default("max_attempts"), 1, 20),
+            job_finished_topic=reader.text("JOB_FINISHED_TOPIC", _default("job_finished_topic")),
+            run_finished_topic=reader.text("RUN_FINISHED_TOPIC", _default("run_finished_topic")),
             vertex_base_url=reader.text("VERTEX_BASE_URL", "") or None,
-            pipeline_label=reader.label("PIPELINE_LABEL", cls.pipeline_label),
-            pending_warn_seconds=reader.integer("PENDING_WARN_SECONDS", cls.pending_warn_seconds, 1, 10**7),
-            running_warn_seconds=reader.integer("RUNNING_WARN_SECONDS", cls.running_warn_seconds, 1, 10**7),
-            stuck_create_seconds=reader.integer("STUCK_CREATE_SECONDS", cls.stuck_create_seconds, 1, 10**6),
+            pipeline_label=reader.label("PIPELINE_LABEL", _default("pipeline_label")),
+            pending_warn_seconds=reader.integer("PENDING_WARN_SECONDS", _default("pending_warn_seconds"), 1, 10**7),
+            running_warn_seconds=reader.integer("RUNNING_WARN_SECONDS", _default("running_warn_seconds"), 1, 10**7),
+            stuck_create_seconds=reader.integer("STUCK_CREATE_SECONDS", _default("stuck_create_seconds"), 1, 10**6),
         )
         if cfg.input_bucket == cfg.output_bucket and cfg.input_prefix in ("", "/"):
             raise ConfigError("INPUT_PREFIX must not be empty when INPUT_BUCKET is also OUTPUT_BUCKET")
@@ -73,6 +74,11 @@ class Config:
     def own_prefixes(self) -> tuple[str, ...]:
         """Prefixes the pipeline writes itself: never treated as input, even if a notification says so."""
         return ("results/", "errors/", "reports/", "state/", "staging/", "vertex/")
+
+
+def _default(name: str):
+    """A field's declared default (slots=True dataclasses do not keep defaults as class attributes)."""
+    return Config.__dataclass_fields__[name].default
 
 
 class _Reader:

@@ -57,9 +57,14 @@ class MemoryStore:
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:
-        buffer = io.BytesIO()
-        yield buffer
-        self.put(bucket, name, buffer.getvalue())
+        # Like a resumable upload: the object appears on close(), and not at all when the writer fails.
+        writer = _Writer(lambda data: self.put(bucket, name, data))
+        try:
+            yield writer
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()
 
     def list_names(self, bucket: str, prefix: str) -> Iterator[str]:
         yield from sorted(n for (b, n) in list(self._objects) if b == bucket and n.startswith(prefix))
@@ -83,3 +88,18 @@ class MemoryStore:
     def delete(self, bucket: str, name: str) -> None:
         with self._lock:
             self._objects.pop((bucket, name), None)
+
+
+class _Writer(io.BytesIO):
+    def __init__(self, commit) -> None:
+        super().__init__()
+        self._commit = commit
+
+    def discard(self) -> None:
+        self._commit = None
+        super().close()
+
+    def close(self) -> None:
+        if not self.closed and self._commit is not None:
+            self._commit(self.getvalue())
+        super().close()

@@ -1,0 +1,282 @@
+"""The run lifecycle (submit -> poll -> collect -> finalize) over in-memory storage and a fake Vertex."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from shared import collect, layout, poll, scheduler, submit
+from shared.events import StorageObjectEvent
+from tests.unit.fakes import make_pipeline, retryable
+
+GOOD = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "q%d"}]}]}}'
+
+
+def lines(n: int, start: int = 1) -> list[bytes]:
+    return [GOOD % i for i in range(start, start + n)]
+
+
+def upload(store, name: str, body: bytes, metadata=None) -> StorageObjectEvent:
+    gen = store.put("in-bucket", name, body, metadata)
+    return StorageObjectEvent(bucket="in-bucket", name=name, generation=gen, metadata=metadata or {})
+
+
+def jsonl(store, name: str) -> list[dict]:
+    data = store.read_bytes("out-bucket", name)
+    assert data is not None, f"{name} was not written"
+    return [orjson.loads(line) for line in data.splitlines() if line]
+
+
+def deliver_finished(p, publisher, start: int = 0) -> int:
+    """Hand every job-finished message published since `start` to collect (as Pub/Sub would)."""
+    msgs = [m for m in publisher.messages[start:] if m[0] == "job-finished"]
+    for _, payload, _ in msgs:
+        collect.handle_job_finished(p, collect.JobFinished.from_payload(payload))
+    return len(publisher.messages)
+
+
+def settle(p, vertex, publisher, *, rounds: int = 10, **run_kwargs) -> None:
+    """Tick, run every active job, collect, until nothing is left."""
+    seen = 0
+    for _ in range(rounds):
+        for name, job in list(vertex.jobs.items()):
+            if job["state"] == "JOB_STATE_PENDING":
+                vertex.run(name, **run_kwargs)
+        poll.handle_tick(p)
+        seen = deliver_finished(p, publisher, seen)
+        if not scheduler.read(p)["active"] and not scheduler.read(p)["queue"]:
+            return
+
+
+def assert_accounting(store, rel: str, rows: list[int]) -> dict:
+    results = jsonl(store, layout.results_name(rel))
+    errors = jsonl(store, layout.errors_name(rel))
+    got = sorted([r["row"] for r in results] + [e["row"] for e in errors])
+    assert got == rows
+    report = orjson.loads(store.read_bytes("out-bucket", layout.report_name(rel)))
+    assert report["rows"]["total"] == len(rows) == report["rows"]["succeeded"] + report["rows"]["failed"]
+    assert report["rows"]["succeeded"] == len(results)
+    return report
+
+
+def test_happy_path_with_a_bad_line_and_a_blank_line():
+    p, store, vertex, publisher = make_pipeline()
+    body = b"\n".join([GOOD % 1, b"", b"{not json", GOOD % 4]) + b"\n"
+    assert submit.handle_upload(p, upload(store, "incoming/a/b.jsonl", body)) == "staged"
+    assert len(vertex.jobs) == 1
+    settle(p, vertex, publisher)
+    report = assert_accounting(store, "a/b", [1, 3, 4])
+    assert report["state"] == "partial"
+    assert report["rows"]["failedByReason"] == {"invalid_json": 1}
+    errors = jsonl(store, "errors/a/b.jsonl")
+    assert errors[0]["line"] == "{not json" and errors[0]["stage"] == "validation"
+    results = jsonl(store, "results/a/b.jsonl")
+    assert {r["text"] for r in results} == {"answer to q1", "answer to q4"}
+    assert [m for m in publisher.messages if m[0] == "run-finished"][0][1]["state"] == "partial"
+
+
+def test_keys_round_trip_with_their_json_types():
+    p, store, vertex, publisher = make_pipeline()
+    body = b"\n".join([
+        b'{"key": "q-1", "request": {"contents": [{"parts": [{"text": "a"}]}]}}',
+        b'{"key": 7, "request": {"contents": [{"parts": [{"text": "b"}]}]}}',
+        b'{"request": {"contents": [{"parts": [{"text": "c"}]}]}}',
+    ])
+    submit.handle_upload(p, upload(store, "incoming/k.jsonl", body))
+    settle(p, vertex, publisher)
+    assert_accounting(store, "k", [1, 2, 3])
+    by_row = {r["row"]: r for r in jsonl(store, "results/k.jsonl")}
+    assert by_row[1]["key"] == "q-1" and by_row[2]["key"] == 7 and "key" not in by_row[3]
+    staged = vertex.staged_lines(next(iter(vertex.jobs)))
+    assert all(isinstance(v, str) for line in staged for k, v in line.items() if k != "request")
+
+
+def test_split_by_rows_and_the_active_job_cap_across_runs():
+    p, store, vertex, publisher = make_pipeline(MAX_ROWS_PER_JOB=2, MAX_ACTIVE_JOBS=2)
+    submit.handle_upload(p, upload(store, "incoming/one.jsonl", b"\n".join(lines(5))))
+    submit.handle_upload(p, upload(store, "incoming/two.jsonl", b"\n".join(lines(3))))
+    state = scheduler.read(p)
+    assert len(state["active"]) == 2 and len(state["queue"]) == 3  # 3 + 2 parts, 2 slots
+    assert state["queue"][0].endswith("p0003-a1")  # FIFO: the first run's last part before the second run
+    for _ in range(10):
+        for name, job in list(vertex.jobs.items()):
+            if job["state"] == "JOB_STATE_PENDING":
+                vertex.run(name)
+        poll.handle_tick(p)
+        assert len(scheduler.read(p)["active"]) <= 2
+    deliver_finished(p, publisher)
+    assert len(vertex.jobs) == 5
+    assert_accounting(store, "one", [1, 2, 3, 4, 5])
+    assert_accounting(store, "two", [1, 2, 3])
+
+
+def test_split_by_bytes():
+    p, store, vertex, publisher = make_pipeline(MAX_BYTES_PER_JOB=1024)
+    event = upload(store, "incoming/big.jsonl", b"\n".join(lines(40)))
+    submit.handle_upload(p, event)
+    record = store.read_json("out-bucket", layout.run_state_name(layout.run_id(event.bucket, event.name,
+                                                                                event.generation)))
+    parts = record.value["parts"]
+    assert len(parts) > 1 and all(part["bytes"] <= 1024 for part in parts.values())
+    assert sum(part["rows"] for part in parts.values()) == 40
+    settle(p, vertex, publisher)
+    assert_accounting(store, "big", list(range(1, 41)))
+
+
+def test_duplicate_upload_event_never_creates_a_second_job():
+    p, store, vertex, publisher = make_pipeline()
+    event = upload(store, "incoming/d.jsonl", b"\n".join(lines(3)))
+    assert submit.handle_upload(p, event) == "staged"
+    assert submit.handle_upload(p, event) == "duplicate"
+    assert vertex.calls.count("create") == 1
+    settle(p, vertex, publisher)
+    assert submit.handle_upload(p, event) == "duplicate"
+    assert vertex.calls.count("create") == 1
+
+
+def test_replayed_job_finished_does_not_duplicate_rows():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/r.jsonl", b"\n".join(lines(4))))
+    settle(p, vertex, publisher)
+    before = store.read_bytes("out-bucket", "results/r.jsonl")
+    deliver_finished(p, publisher)  # every job-finished once more
+    assert store.read_bytes("out-bucket", "results/r.jsonl") == before
+    assert_accounting(store, "r", [1, 2, 3, 4])
+    assert len([m for m in publisher.messages if m[0] == "run-finished"]) == 1
+
+
+def test_retryable_rows_get_another_job_until_max_attempts():
+    p, store, vertex, publisher = make_pipeline(MAX_ATTEMPTS=3)
+    submit.handle_upload(p, upload(store, "incoming/retry.jsonl", b"\n".join(lines(6))))
+    always_fails = {"q2"}
+    fails_once: set[str] = {"q3", "q5"}
+
+    def outcome(line):
+        text = line["request"]["contents"][0]["parts"][0]["text"]
+        if text in always_fails:
+            return retryable(429, "RESOURCE_EXHAUSTED")
+        if text in fails_once:
+            fails_once.discard(text)
+            return retryable()
+        return None
+
+    settle(p, vertex, publisher, outcome=outcome)
+    report = assert_accounting(store, "retry", [1, 2, 3, 4, 5, 6])
+    assert len(vertex.jobs) == 3  # attempts 1, 2 and 3 of the one chunk
+    assert report["retriedRows"] == 3 + 1
+    errors = jsonl(store, "errors/retry.jsonl")
+    assert [(e["row"], e["stage"], e["code"], e["retryable"], e["attempts"]) for e in errors] == \
+        [(2, "prediction", 429, True, 3)]
+    assert errors[0]["request"]["contents"][0]["parts"][0]["text"] == "q2"  # re-droppable as input
+    attempts = {r["row"]: r["attempts"] for r in jsonl(store, "results/retry.jsonl")}
+    assert attempts == {1: 1, 3: 2, 4: 1, 5: 2, 6: 1}
+
+
+def test_partial_output_of_a_cancelled_job_is_harvested_and_the_rest_retried():
+    p, store, vertex, publisher = make_pipeline(MAX_ATTEMPTS=2)
+    submit.handle_upload(p, upload(store, "incoming/c.jsonl", b"\n".join(lines(10))))
+    first = next(iter(vertex.jobs))
+    vertex.run(first, state="JOB_STATE_CANCELLED", keep=0.5)
+    poll.handle_tick(p)
+    deliver_finished(p, publisher)
+    assert len(vertex.jobs) == 2  # the retry job for the 5 rows that never came back
+    second = list(vertex.jobs)[1]
+    assert len(vertex.staged_lines(second)) == 5
+    vertex.run(second, state="JOB_STATE_EXPIRED", keep=0.4)
+    settle(p, vertex, publisher)
+    report = assert_accounting(store, "c", list(range(1, 11)))
+    assert report["rows"]["succeeded"] == 7
+    assert report["rows"]["failedByStage"] == {"missing": 3}
+
+
+def test_job_failing_at_import_sends_its_rows_to_errors_without_retry():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/f.jsonl", b"\n".join(lines(3))))
+    vertex.run(next(iter(vertex.jobs)), state="JOB_STATE_FAILED", error=(3, "Failed to import data."), keep=0)
+    settle(p, vertex, publisher)
+    report = assert_accounting(store, "f", [1, 2, 3])
+    assert report["state"] == "failed"
+    errors = jsonl(store, "errors/f.jsonl")
+    assert {(e["stage"], e["code"], e["status"], e["retryable"]) for e in errors} == \
+        {("job", 400, "INVALID_ARGUMENT", False)}
+    assert len(vertex.jobs) == 1
+
+
+def test_unknown_model_from_object_metadata_fails_the_rows_with_the_vertex_error():
+    p, store, vertex, publisher = make_pipeline()
+    vertex.create_faults = ["rejected"]
+    submit.handle_upload(p, upload(store, "incoming/m.jsonl", b"\n".join(lines(2)), {"model": "gemini-nope"}))
+    deliver_finished(p, publisher)
+    report = assert_accounting(store, "m", [1, 2])
+    assert report["model"] == "gemini-nope" and report["rows"]["failedByReason"] == {"NOT_FOUND": 2}
+    assert not scheduler.read(p)["active"]
+
+
+def test_ambiguous_create_finds_the_job_by_label_instead_of_creating_twice():
+    p, store, vertex, publisher = make_pipeline()
+    vertex.create_faults = ["ambiguous-created"]
+    submit.handle_upload(p, upload(store, "incoming/amb.jsonl", b"\n".join(lines(2))))
+    assert len(vertex.jobs) == 1 and vertex.calls.count("create") == 1
+    settle(p, vertex, publisher)
+    assert_accounting(store, "amb", [1, 2])
+
+
+def test_throttled_create_keeps_the_part_queued_for_the_next_tick():
+    p, store, vertex, publisher = make_pipeline()
+    vertex.create_faults = ["throttled"]
+    submit.handle_upload(p, upload(store, "incoming/t.jsonl", b"\n".join(lines(2))))
+    assert not vertex.jobs and len(scheduler.read(p)["queue"]) == 1
+    settle(p, vertex, publisher)
+    assert_accounting(store, "t", [1, 2])
+
+
+def test_a_reservation_left_by_a_crash_is_adopted_by_the_poller():
+    p, store, vertex, publisher = make_pipeline(STUCK_CREATE_SECONDS=5)
+    vertex.create_faults = ["ambiguous-lost"] * 3
+    submit.handle_upload(p, upload(store, "incoming/s.jsonl", b"\n".join(lines(2))))
+    assert not vertex.jobs and list(scheduler.read(p)["active"].values())[0]["job"] is None
+    for _ in range(10):  # the fake clock advances one second per reading
+        poll.handle_tick(p)
+    assert len(vertex.jobs) == 1
+    settle(p, vertex, publisher)
+    assert_accounting(store, "s", [1, 2])
+
+
+def test_file_without_usable_rows_still_gets_a_report():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/notes.txt", b"hello\nworld\n"))
+    report = assert_accounting(store, "notes.txt", [1, 2])
+    assert report["state"] == "failed" and "not a JSONL file" in report["note"]
+    submit.handle_upload(p, upload(store, "incoming/empty.jsonl", b"\n\n"))
+    report = assert_accounting(store, "empty", [])
+    assert report["rows"]["total"] == 0 and store.read_bytes("out-bucket", "results/empty.jsonl") == b""
+    assert not vertex.jobs
+
+
+@pytest.mark.parametrize("name", ["other/x.jsonl", "incoming/", "results/incoming/x.jsonl"])
+def test_objects_outside_the_input_prefix_are_ignored(name):
+    p, store, vertex, publisher = make_pipeline()
+    assert submit.handle_upload(p, upload(store, name, GOOD % 1)) == "ignored"
+    assert not list(store.list_names("out-bucket", ""))
+
+
+def test_an_older_generation_finishing_last_does_not_replace_newer_outputs():
+    p, store, vertex, publisher = make_pipeline()
+    old = upload(store, "incoming/same.jsonl", b"\n".join(lines(2)))
+    submit.handle_upload(p, old)
+    old_job = next(iter(vertex.jobs))
+    new = upload(store, "incoming/same.jsonl", b"\n".join(lines(3)))
+    # The old generation is gone from the bucket now, but its run was staged before the overwrite.
+    submit.handle_upload(p, new)
+    new_job = list(vertex.jobs)[1]
+    vertex.run(new_job)
+    poll.handle_tick(p)
+    seen = deliver_finished(p, publisher)
+    assert_accounting(store, "same", [1, 2, 3])
+    vertex.run(old_job)
+    poll.handle_tick(p)
+    deliver_finished(p, publisher, seen)
+    report = assert_accounting(store, "same", [1, 2, 3])
+    assert report["input"]["generation"] == str(new.generation)
+    finished = [m[1] for m in publisher.messages if m[0] == "run-finished"]
+    assert [m["superseded"] for m in finished] == [False, True]
