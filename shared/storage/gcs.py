@@ -79,6 +79,7 @@ class GcsStore:
         blob = self._blob(bucket, name, generation)
         with _translate():
             try:
+                blob.reload()  # fail here, cleanly, when the object or that generation is gone
                 reader = blob.open("rb", chunk_size=_CHUNK)
             except gexc.NotFound:
                 raise ObjectMissing(f"gs://{bucket}/{name}") from None
