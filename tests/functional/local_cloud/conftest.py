@@ -31,7 +31,8 @@ def wait_for(fetch, what: str, cloud: LocalCloud | None = None, timeout: float =
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     with LocalCloud(tmp_path_factory.mktemp("cloud"), functions_source=RECORDER, tick_seconds=TICK,
-                    function_env={"MODEL": "model-from-function-env"}, vertex=VERTEX) as running:
+                    function_env={"MODEL": "model-from-function-env"}, vertex=VERTEX,
+                    vertex_args=["--run-latency=0.25"]) as running:
         yield running
 
 

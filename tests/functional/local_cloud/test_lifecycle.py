@@ -86,9 +86,17 @@ def test_missing_emulator_says_what_to_install(tmp_path, monkeypatch):
     assert "pubsub-emulator component is not installed" in str(missing_component.value)
 
     monkeypatch.setenv("PATH", str(tmp_path))  # neither gcloud nor java
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    fake_sdk = tmp_path / "sdk"
+    (fake_sdk / "platform" / "pubsub-emulator" / "bin").mkdir(parents=True)
+    (fake_sdk / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator").write_text("#!/bin/sh\n")
+    with pytest.raises(pubsub.EmulatorMissing) as missing_java:
+        pubsub.emulator_script(fake_sdk)
+    assert "java is not on PATH" in str(missing_java.value)
+
     with pytest.raises(pubsub.EmulatorMissing) as missing_gcloud:
         LocalCloud(tmp_path / "w", functions_source=RECORDER, vertex=False).start()
     assert "gcloud is not on PATH" in str(missing_gcloud.value)
-    for error in (missing_component.value, missing_gcloud.value):
+    for error in (missing_component.value, missing_java.value, missing_gcloud.value):
         assert all(p in str(error) for p in packages), str(error)
     assert not (tmp_path / "w" / "logs" / "submit.log").exists()  # nothing was started

@@ -138,3 +138,12 @@ def test_env_file_exports_every_variable_and_each_server_answers(cloud):
         assert {b["name"] for b in json.load(r)["items"]} == {"gbp-local-input", "gbp-local-output"}
     if VERTEX:
         assert exported["VERTEX_BASE_URL"] == f"http://127.0.0.1:{cloud.ports['vertex']}"
+        with urllib.request.urlopen(f"{exported['VERTEX_BASE_URL']}/emulator/v1/health", timeout=5) as r:
+            assert json.load(r) == {"status": "ok"}
+
+
+@pytest.mark.skipif(not VERTEX, reason="the Vertex emulator (local.vertex) is not there yet")
+def test_vertex_args_reach_the_vertex_emulator(cloud):
+    with urllib.request.urlopen(f"{cloud.env['VERTEX_BASE_URL']}/emulator/v1/switches", timeout=5) as r:
+        switches = json.load(r)
+    assert switches["run_latency"] == 0.25  # from vertex_args=["--run-latency=0.25"]
