@@ -41,9 +41,8 @@ def test_streaming_read_is_pinned_to_a_generation(store, bucket):
     new = store.write_bytes(bucket.name, "in/x.jsonl", b"new\n")
     with store.open_read(bucket.name, "in/x.jsonl", new) as stream:
         assert stream.read() == b"new\n"
-    with pytest.raises(ObjectMissing):
-        with store.open_read(bucket.name, "in/x.jsonl", old) as stream:
-            stream.read()
+    with pytest.raises(ObjectMissing), store.open_read(bucket.name, "in/x.jsonl", old) as stream:
+        stream.read()
 
 
 def test_streaming_write_and_compose_of_more_than_32_sources(store, bucket):
