@@ -20,6 +20,7 @@ class Pipeline:
     vertex: VertexJobs
     publisher: Publisher
     clock: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
     @classmethod
     def from_env(cls) -> Pipeline:

@@ -24,7 +24,7 @@ from shared.pipeline import Pipeline
 from shared.storage import mutate_json
 from shared.vertex import JobInfo
 
-_FIND_AFTER_AMBIGUOUS = 3
+_CREATE_TRIES = 4
 
 
 def empty() -> dict[str, Any]:
@@ -137,12 +137,20 @@ def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
         return "rejected"
     cfg = p.config
     labels = layout.job_labels(cfg.pipeline_label, run, part)
-    job: JobInfo | None = p.vertex.find(labels) if adopt else None
-    outcome = "found" if job else "created"
-    attempts = 0
-    while job is None:
-        attempts += 1
+    job: JobInfo | None = None
+    outcome = "created"
+    # Once a create may have succeeded (timeout, 5xx), every later try looks the job up by label first:
+    # Vertex job creation is not idempotent, and one part must never get two jobs.
+    maybe_created = adopt
+    for attempt in range(_CREATE_TRIES):
+        if attempt:
+            p.sleep(min(4.0, 0.25 * 2 ** attempt))
         try:
+            if maybe_created:
+                job = p.vertex.find(labels)
+                if job is not None:
+                    outcome = "found"
+                    break
             job = p.vertex.create(
                 model=record.value["model"],
                 source_uri=f"gs://{p.work_bucket}/{layout.staged_name(run, part)}",
@@ -150,21 +158,24 @@ def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
                 display_name=f"{cfg.pipeline_label}-{run}-{part}",
                 labels=labels,
             )
+            break
         except VertexAmbiguousError as exc:
-            # The job may exist: look for it before any new create, so one part never gets two jobs.
-            job = p.vertex.find(labels)
-            if job is None and attempts >= _FIND_AFTER_AMBIGUOUS:
-                log.warning("job.create_ambiguous", f"{qid}: {exc}; the poller will adopt the reservation",
-                            run=run)
-                return "pending"
-            outcome = "found" if job else outcome
+            maybe_created = True
+            log.warning("job.create_ambiguous", f"{qid}: {exc}; looking it up by label before retrying", run=run)
         except VertexTransientError as exc:
-            _requeue_front(p, qid)
-            log.warning("job.throttled", f"{qid}: {exc}; back to the head of the queue", run=run)
-            return "throttled"
+            if not maybe_created:  # a plain 429 on create: nothing exists, hand the slot back
+                _requeue_front(p, qid)
+                log.warning("job.throttled", f"{qid}: {exc}; back to the head of the queue", run=run)
+                return "throttled"
+            log.warning("job.lookup_failed", f"{qid}: {exc}", run=run)
         except VertexRejectedError as exc:
             _reject(p, qid, exc)
             return "rejected"
+    if job is None:
+        # The reservation stays; the poller adopts it after STUCK_CREATE_SECONDS (find, then create).
+        log.warning("job.create_pending", f"{qid}: Vertex unreachable; the poller will adopt the reservation",
+                    run=run)
+        return "pending"
     set_job(p, qid, job=job.name, state=job.state)
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.job_submitted(r, part, job.name) if r else None)

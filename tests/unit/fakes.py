@@ -112,5 +112,6 @@ def make_pipeline(**overrides: Any) -> tuple[Pipeline, MemoryStore, FakeVertex, 
     vertex = FakeVertex(store)
     publisher = MemoryPublisher()
     clock = itertools.count(1_800_000_000, 1)
-    return Pipeline(Config.from_env(env), store, vertex, publisher, clock=lambda: float(next(clock))), \
+    return Pipeline(Config.from_env(env), store, vertex, publisher, clock=lambda: float(next(clock)),
+                    sleep=lambda s: None), \
         store, vertex, publisher

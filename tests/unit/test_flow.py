@@ -232,7 +232,7 @@ def test_throttled_create_keeps_the_part_queued_for_the_next_tick():
 
 def test_a_reservation_left_by_a_crash_is_adopted_by_the_poller():
     p, store, vertex, publisher = make_pipeline(STUCK_CREATE_SECONDS=5)
-    vertex.create_faults = ["ambiguous-lost"] * 3
+    vertex.create_faults = ["ambiguous-lost"] * 4
     submit.handle_upload(p, upload(store, "incoming/s.jsonl", b"\n".join(lines(2))))
     assert not vertex.jobs and list(scheduler.read(p)["active"].values())[0]["job"] is None
     for _ in range(10):  # the fake clock advances one second per reading
