@@ -83,9 +83,9 @@ def test_demo_end_to_end_against_a_stand_in_pipeline(tmp_path, capsys):
     assert table["prompts.jsonl"][1:5] == ["14", "14", "0", "(-)"]
     assert table["malformed.jsonl"][1:6] == ["6", "5", "1", "(invalid_json", "1)"]
     assert table["team-a/weekly-summaries.jsonl"][1:3] == ["5", "5"]
-    assert table["multimodal.jsonl"][1:4] == ["4", "4", "0"]  # the {INPUT_BUCKET} placeholder was filled
+    assert table["multimodal.jsonl"][1:4] == ["5", "5", "0"]  # the {INPUT_BUCKET} placeholder was filled
     assert "gs://gbp-local-output/results/team-a/weekly-summaries.jsonl" in out
-    assert "OK: all 49 rows accounted for exactly once" in out
+    assert "OK: all 50 rows accounted for exactly once" in out
 
 
 @pytest.mark.functional

@@ -1,0 +1,66 @@
+"""`python -m local.vertex`: run the emulator as a process; prints its URL on one line, stops on SIGTERM/SIGINT.
+
+Start values of switches come from VERTEX_EMULATOR_<NAME> environment variables, then from
+`--<name>` flags (flags win). Exit code 0 on a clean stop, 2 on a bad flag or value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from local.vertex._server import start_server
+from local.vertex._switches import SPECS, SwitchError, coerce, from_env
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local.vertex", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("VERTEX_EMULATOR_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("VERTEX_EMULATOR_PORT", "0")),
+                        help="0 picks a free port (the default)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("VERTEX_EMULATOR_WORKERS", "8")),
+                        help="jobs running at once; more wait QUEUED (default 8)")
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("VERTEX_EMULATOR_SEED", "0")),
+                        help="seeds job ids and the fault dice (default 0)")
+    parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                        help="project the emulator's own Cloud Storage client bills (default local)")
+    parser.add_argument("--log-level", default="WARNING")
+    group = parser.add_argument_group("switches (also VERTEX_EMULATOR_<NAME>; lists are comma-separated)")
+    for name, spec in SPECS.items():
+        default = ",".join(map(str, spec.default)) if isinstance(spec.default, tuple) else spec.default
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=spec.kind.upper(),
+                           help=f"{spec.help} (default {default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        switches = from_env(os.environ)
+        for name in SPECS:
+            value = getattr(args, name)
+            if value is not None:
+                switches[name] = coerce(name, value)
+        emulator = start_server(args.host, args.port, workers=args.workers, switches=switches, seed=args.seed,
+                                project=args.project)
+    except (SwitchError, ValueError) as exc:
+        parser.error(str(exc))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(emulator.url, flush=True)
+    while not stop.wait(1.0):
+        pass
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The offline, deterministic stand-in for Gemini.
+
+Same request, same answer, on every machine and in every job: the text is drawn from a fixed vocabulary
+with a generator seeded by a hash of the request, and it quotes the start of the prompt so a human
+can match answers to questions. Token counts are plausible (about 4 characters per token, 258 per
+media part). Malformed requests fail the way Vertex fails them, with a 400 row status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+
+import orjson
+
+from local.vertex._errors import FAULT_MESSAGES, row_status
+
+MEDIA_TOKENS = 258
+_VOCABULARY = (
+    "the answer depends on context and careful reading of the question suggests a clear and simple "
+    "explanation with several useful details worth noting for anyone curious about how this works in "
+    "practice today because each part of the idea connects to another one through patterns that "
+    "repeat across many examples small and large alike"
+)
+_WORDS = tuple(_VOCABULARY.split())
+_NO_PARTS = ("Unable to submit request because it must include at least one parts field, which describes the "
+             "prompt input. Learn more: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini")
+
+
+class RowFailure(Exception):
+    """A row that gets no response: `status` is the failed line's status string."""
+
+    def __init__(self, http_code: int, message: str):
+        super().__init__(message)
+        self.http_code = http_code
+        self.status = row_status(http_code, message)
+
+
+def _bad(message: str) -> RowFailure:
+    return RowFailure(400, message)
+
+
+def _get(obj: dict, camel: str, snake: str):
+    """Proto JSON accepts both spellings of a field name."""
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _check_parts(parts, where: str, file_exists: Callable[[str], bool]) -> tuple[list[str], int]:
+    """Validate a parts list; return its texts and the number of media parts."""
+    if parts is None or parts == []:
+        raise _bad(_NO_PARTS)
+    if not isinstance(parts, list):
+        raise _bad(f"Invalid JSON payload received. Invalid value at '{where}' "
+                   "(type.googleapis.com/google.cloud.aiplatform.v1.Part): expected a list.")
+    texts, media = [], 0
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise _bad(f"Invalid JSON payload received. Invalid value at '{where}[{j}]': expected a Part object.")
+        text = part.get("text")
+        file_data = _get(part, "fileData", "file_data")
+        inline = _get(part, "inlineData", "inline_data")
+        if text is not None:
+            if not isinstance(text, str):
+                raise _bad(f"Invalid JSON payload received. Invalid value at '{where}[{j}].text': expected a string.")
+            if text == "":
+                raise _bad("Unable to submit request because it has an empty text parameter. "
+                           "Add a value to the parameter and try again.")
+            texts.append(text)
+        elif file_data is not None:
+            uri = _get(file_data, "fileUri", "file_uri") if isinstance(file_data, dict) else None
+            if not isinstance(uri, str) or not uri:
+                raise _bad("Unable to submit request because it has an empty fileUri parameter.")
+            if uri.startswith("gs://") and not file_exists(uri):
+                raise _bad(f"Cannot fetch content from {uri}: the object does not exist or the Vertex AI "
+                           "service agent has no storage.objects.get permission on it.")
+            media += 1
+        elif inline is not None:
+            if not isinstance(inline, dict) or not inline.get("data"):
+                raise _bad("Unable to submit request because it has an empty inlineData parameter.")
+            media += 1
+        elif not any(k in part for k in ("functionCall", "functionResponse", "function_call",
+                                         "function_response", "executableCode", "codeExecutionResult")):
+            raise _bad("Unable to submit request because at least one part has no data. "
+                       "Add text, fileData or inlineData to every part.")
+    return texts, media
+
+
+def _max_tokens(request: dict) -> int | None:
+    config = _get(request, "generationConfig", "generation_config")
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise _bad("Invalid JSON payload received. Invalid value at 'generation_config': expected an object.")
+    value = _get(config, "maxOutputTokens", "max_output_tokens")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1 or value != int(value):
+        raise _bad(f"Unable to submit request because maxOutputTokens ({value}) is not a positive integer.")
+    return int(value)
+
+
+def _json_mode(request: dict) -> bool:
+    config = _get(request, "generationConfig", "generation_config") or {}
+    return _get(config, "responseMimeType", "response_mime_type") == "application/json"
+
+
+def predict(request, model_id: str, file_exists: Callable[[str], bool]) -> dict:
+    """Answer one GenerateContentRequest with a GenerateContentResponse dict, or raise RowFailure."""
+    if not isinstance(request, dict):
+        raise _bad("Invalid JSON payload received. 'request' must be a GenerateContentRequest object.")
+    contents = request.get("contents")
+    if contents is None or contents == []:
+        raise _bad(_NO_PARTS)
+    if not isinstance(contents, list):
+        raise _bad("Invalid JSON payload received. Invalid value at 'contents' "
+                   "(type.googleapis.com/google.cloud.aiplatform.v1.Content): expected a list.")
+    texts, media = [], 0
+    for i, content in enumerate(contents):
+        if not isinstance(content, dict):
+            raise _bad(f"Invalid JSON payload received. Invalid value at 'contents[{i}]': expected an object.")
+        role = content.get("role")
+        if role is not None and role not in ("user", "model"):
+            raise _bad("Please use a valid role: user, model.")
+        t, m = _check_parts(content.get("parts"), f"contents[{i}].parts", file_exists)
+        texts += t
+        media += m
+    system = _get(request, "systemInstruction", "system_instruction")
+    if isinstance(system, dict) and system.get("parts"):
+        t, m = _check_parts(system["parts"], "system_instruction.parts", file_exists)
+        texts, media = t + texts, media + m
+    max_tokens = _max_tokens(request)
+
+    digest = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
+    prompt = " ".join(texts)
+    topic = " ".join((texts[-1] if texts else "the attached file").split()[:8])
+    picks = hashlib.shake_128(digest).digest(12 + digest[4] % 29)  # 12 to 40 words, from the hash
+    sentence = " ".join(_WORDS[b % len(_WORDS)] for b in picks)
+    text = f'On "{topic}": {sentence[0].upper()}{sentence[1:]}.'
+    if _json_mode(request):
+        text = orjson.dumps({"topic": topic, "answer": sentence}).decode()
+    prompt_tokens = max(1, math.ceil(len(prompt) / 4)) + MEDIA_TOKENS * media
+    out_tokens = max(1, math.ceil(len(text) / 4))
+    finish = "STOP"
+    if max_tokens is not None and out_tokens > max_tokens:
+        text, out_tokens, finish = text[: max_tokens * 4], max_tokens, "MAX_TOKENS"
+    avg_logprobs = -round(0.05 + int.from_bytes(digest[:4], "big") / 2**32 * 0.9, 12)
+    return {
+        "candidates": [{
+            "avgLogprobs": avg_logprobs,
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "finishReason": finish,
+        }],
+        "modelVersion": f"{model_id}@default",
+        "usageMetadata": {
+            "candidatesTokenCount": out_tokens,
+            "promptTokenCount": prompt_tokens,
+            "totalTokenCount": prompt_tokens + out_tokens,
+        },
+    }
+
+
+def retryable_draw(job_name: str, row: int, fraction: float, codes: tuple) -> RowFailure | None:
+    """Decide whether row `row` of job `job_name` fails with a retryable status.
+
+    The draw hashes (job name, row), so it is reproducible for a job, yet a retry of the same row in
+    a NEW job (new name) draws afresh: with a fraction below 1 a retried row eventually succeeds.
+    """
+    if fraction <= 0:
+        return None
+    h = hashlib.blake2b(f"{job_name}\n{row}".encode(), digest_size=16).digest()
+    if int.from_bytes(h[:8], "big") / 2**64 >= fraction:
+        return None
+    code = codes[int.from_bytes(h[8:], "big") % len(codes)]
+    return RowFailure(code, FAULT_MESSAGES[code])

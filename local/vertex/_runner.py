@@ -1,0 +1,325 @@
+"""The bounded worker pool and what one job does when it runs.
+
+Scheduling: a created job is PENDING for its `queue_latency`; then it joins a FIFO of ready jobs and
+waits for one of `workers` threads. A ready job that finds no idle worker shows QUEUED until one picks
+it up. A job still waiting `queue_timeout` seconds after creation is EXPIRED (the real service's 72 h
+rule); the `expire` fault expires it as soon as its queue latency has passed. One clock thread drives
+the timers with heaps, so thousands of waiting jobs cost nothing while they wait.
+
+Running: RUNNING -> (bucket checks, code 9) -> importer pass over the whole input (code 3) -> the rows,
+streamed a second time, answered by the offline model, exported every `export_every` rows as a shard
+-> SUCCEEDED. Cancel (CANCELLING), `fail`, `cancel` and `partial` faults stop at a row boundary AFTER
+exporting every row completed so far, exactly what the pipeline must harvest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import math
+import threading
+import time
+from collections import deque
+
+import orjson
+
+from local.vertex import _output
+from local.vertex._gcs import ObjectMissing, Storage, parse_gs
+from local.vertex._importer import IMPORT_MESSAGE, ImportRuleError, SchemaChecker
+from local.vertex._model import RowFailure, predict, retryable_draw
+from local.vertex._store import WAITING, Job, JobStore
+
+log = logging.getLogger("local.vertex")
+
+SYSTEM_ERROR = {"code": 13, "message": "System error. Please try this operation again."}
+EXPORT_ERROR = {"code": 13, "message": "Failed to export data. Retrying may solve the problem."}
+CANCELED = {"code": 1, "message": "CANCELED"}
+_PACE = 0.02  # sleep in slices of at least this many seconds when spreading run latency over rows
+
+
+def service_agent(parent: str) -> str:
+    """The Vertex AI service agent of the job's project (a stable fake project number)."""
+    project = parent.split("/")[1]
+    number = int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12
+    return f"service-{number:012d}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+
+
+def _under(uri: str, prefix: str) -> bool:
+    """String-prefix match, except that a bare bucket (`gs://b`) matches that bucket only, not `gs://b2`."""
+    if prefix.count("/") == 2:
+        prefix += "/"
+    return uri.startswith(prefix)
+
+
+class _Abandon(Exception):
+    """The emulator is stopping: leave the job as it is."""
+
+
+class Runner:
+    def __init__(self, store: JobStore, storage: Storage, workers: int = 8):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._store = store
+        self._storage = storage
+        self._cond = threading.Condition()
+        self._pending: list = []    # (eligible monotonic time, seq, job)
+        self._deadlines: list = []  # (expiry monotonic time, seq, job)
+        self._ready: deque[Job] = deque()
+        self._idle = workers
+        self._stopping = False
+        self._stop_event = threading.Event()
+        self._threads = [threading.Thread(target=self._clock, name="vertex-clock", daemon=True)]
+        self._threads += [threading.Thread(target=self._worker, name=f"vertex-worker-{i}", daemon=True)
+                          for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    # --- scheduling ---------------------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        start = time.monotonic()
+        with self._cond:
+            heapq.heappush(self._pending, (start + job.settings.queue_latency, job.seq, job))
+            heapq.heappush(self._deadlines, (start + job.settings.queue_timeout, job.seq, job))
+            self._cond.notify_all()
+
+    def _expire(self, job: Job) -> None:
+        self._store.transition(job, "JOB_STATE_EXPIRED", only_from=WAITING)
+
+    def _clock(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    self._expire(heapq.heappop(self._deadlines)[2])
+                while self._pending and self._pending[0][0] <= now:
+                    job = heapq.heappop(self._pending)[2]
+                    if job.state not in WAITING:
+                        continue
+                    if job.settings.job_fault == "expire":
+                        self._expire(job)
+                        continue
+                    self._ready.append(job)
+                    if len(self._ready) > self._idle:
+                        self._store.transition(job, "JOB_STATE_QUEUED", only_from={"JOB_STATE_PENDING"})
+                    self._cond.notify_all()
+                wake = [h[0][0] for h in (self._pending, self._deadlines) if h]
+                self._cond.wait(timeout=max(0.0, min(wake) - now) if wake else None)
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._ready:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job = self._ready.popleft()
+                if job.state not in WAITING:
+                    continue
+                self._idle -= 1
+            try:
+                self._run(job)
+            except _Abandon:
+                pass
+            except Exception:
+                log.exception("job %s failed inside the emulator", job.name)
+                self._store.transition(job, "JOB_STATE_FAILED", error=dict(SYSTEM_ERROR))
+            finally:
+                with self._cond:
+                    self._idle += 1
+                    self._cond.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._stop_event.set()
+            self._cond.notify_all()
+        for job in self._store.all_jobs():
+            job.wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    # --- one job ------------------------------------------------------------------------------------
+    def _run(self, job: Job) -> None:
+        if not self._store.transition(job, "JOB_STATE_RUNNING", only_from=WAITING):
+            return
+        _JobRun(self, job).run()
+
+
+class _JobRun:
+    """One execution of one job; owns its counters and the rows not yet exported."""
+
+    def __init__(self, runner: Runner, job: Job):
+        self.runner = runner
+        self.store = runner._store
+        self.storage = runner._storage
+        self.job = job
+        self.s = job.settings
+        self.buffer: list[bytes] = []
+        self.buffer_ok = 0
+        self.shards = 0
+        self.ok = 0
+        self.failed = 0
+        self.total = 0
+        self._files: dict[str, bool] = {}
+
+    def fail(self, error: dict, stats: dict | None = None) -> None:
+        self.store.transition(self.job, "JOB_STATE_FAILED", error=error, stats=stats)
+
+    def check_interrupt(self) -> bool:
+        """True when the job was cancelled; raise _Abandon when the emulator stops."""
+        if self.runner._stopping:
+            raise _Abandon
+        return self.job.cancel_requested
+
+    def run(self) -> None:
+        job = self.job
+        out_bucket, _ = parse_gs(job.output_prefix)
+        buckets = [parse_gs(uri)[0] for uri in job.input_uris] + [out_bucket]
+        for bucket in dict.fromkeys(buckets):
+            if not self.storage.bucket_exists(bucket):
+                return self.fail({"code": 9, "message": (
+                    f"Failed to get GCS bucket location for {bucket}. Please make sure the bucket exists and "
+                    f"the Vertex AI service agent {service_agent(job.parent)} has storage.buckets.get "
+                    "permission on it.")})
+        if not self.import_check():
+            return
+        if self.s.job_fault == "permission" or any(_under(job.output_dir, p) for p in self.s.readonly_prefixes):
+            return self.run_unwritable()
+        self.run_rows()
+
+    def import_check(self) -> bool:
+        checker = SchemaChecker()
+        line = 0
+        try:
+            for uri in self.job.input_uris:
+                for raw in self.storage.iter_lines(uri):
+                    line += 1
+                    if raw.strip():
+                        checker.check_line(raw, line)
+                    if line % 4096 == 0 and self.check_interrupt():
+                        self.finish_cancelled()
+                        return False
+        except ObjectMissing as exc:
+            self.fail({"code": 3, "message": IMPORT_MESSAGE.format(detail=f"No such object: {exc}")})
+            return False
+        except ImportRuleError as exc:
+            self.fail({"code": 3, "message": exc.job_message})
+            return False
+        if checker.rows == 0:
+            self.fail({"code": 3, "message": IMPORT_MESSAGE.format(detail="The input contains no instances.")})
+            return False
+        self.total = checker.rows
+        return True
+
+    def rows(self):
+        """(row number, parsed line) for every non-blank line of every input, streamed again."""
+        row = 0
+        for uri in self.job.input_uris:
+            for raw in self.storage.iter_lines(uri):
+                if raw.strip():
+                    row += 1
+                    yield row, orjson.loads(raw)
+
+    def file_exists(self, uri: str) -> bool:
+        if uri not in self._files:
+            self._files[uri] = self.storage.object_exists(uri)
+        return self._files[uri]
+
+    def answer(self, row: int, obj: dict) -> tuple[bytes, bool]:
+        when = _output.processed_time()
+        failure = retryable_draw(self.job.name, row, self.s.retryable_fraction, self.s.retryable_codes)
+        if failure is None:
+            if "request" not in obj:
+                failure = RowFailure(400, "Invalid JSON payload received. Each line needs a 'request' field.")
+            else:
+                try:
+                    response = predict(obj["request"], self.job.model_id, self.file_exists)
+                    return _output.success_line(obj, response, when), True
+                except RowFailure as exc:
+                    failure = exc
+        return _output.failure_line(obj, failure.status, when), False
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        count, ok = len(self.buffer), self.buffer_ok
+        data = b"\n".join(_output.shuffled(self.buffer, f"{self.job.name}:{self.shards}")) + b"\n"
+        self.buffer, self.buffer_ok = [], 0  # free the lines before the upload copies the data
+        uri = f"{self.job.output_dir}/{_output.shard_name(self.shards)}"
+        try:
+            self.storage.write(uri, data)
+        except Exception as exc:
+            raise _ExportFailed from exc
+        self.shards += 1
+        self.ok += ok
+        self.failed += count - ok
+        self.store.set_stats(self.job, self.stats(incomplete=-1))
+
+    def stats(self, incomplete: int | None = None) -> dict:
+        if incomplete is None:  # unknown (-1) until the importer has counted the rows
+            incomplete = self.total - self.ok - self.failed if self.total else -1
+        return {"successfulCount": self.ok, "failedCount": self.failed, "incompleteCount": incomplete}
+
+    def finish_cancelled(self) -> None:
+        if self.job.cancel_requested and self.s.cancel_latency > 0:
+            self.runner._stop_event.wait(self.s.cancel_latency)  # stays CANCELLING meanwhile
+            self.check_interrupt()
+        self.store.transition(self.job, "JOB_STATE_CANCELLED", error=dict(CANCELED), stats=self.stats())
+
+    def pace(self, seconds: float) -> None:
+        if seconds > 0:
+            self.job.wake.wait(seconds)
+
+    def run_unwritable(self) -> None:
+        self.pace(self.s.run_latency)
+        if self.check_interrupt():
+            return self.finish_cancelled()
+        self.fail({"code": 7, "message": (
+            f"Service account {service_agent(self.job.parent)} doesn't have sufficient permission "
+            f"storage.objects.create to write {self.job.output_dir}/predictions.jsonl")},
+            stats=self.stats())
+
+    def run_rows(self) -> None:
+        fault = self.s.job_fault if self.s.job_fault in ("fail", "cancel", "partial") else None
+        stop_after = math.floor(self.total * self.s.fault_at) if fault else None
+        per_row = self.s.run_latency / self.total
+        owed = 0.0
+        try:
+            if stop_after == 0:
+                return self.end_with_fault(fault)
+            for row, obj in self.rows():
+                line, ok = self.answer(row, obj)
+                self.buffer.append(line)
+                self.buffer_ok += ok
+                if len(self.buffer) >= self.s.export_every:
+                    self.flush()
+                owed += per_row
+                if owed >= _PACE:
+                    self.pace(owed)
+                    owed = 0.0
+                if self.check_interrupt():
+                    self.flush()
+                    return self.finish_cancelled()
+                if row == stop_after:
+                    return self.end_with_fault(fault)
+            self.pace(owed)
+            self.flush()
+        except _ExportFailed:
+            log.exception("export of %s failed", self.job.name)
+            return self.fail(dict(EXPORT_ERROR), stats=self.stats())
+        self.store.transition(self.job, "JOB_STATE_SUCCEEDED", stats=self.stats())
+
+    def end_with_fault(self, fault: str) -> None:
+        self.flush()
+        if fault == "cancel":
+            self.finish_cancelled()
+        elif fault == "fail":
+            self.fail(dict(SYSTEM_ERROR), stats=self.stats())
+        else:
+            self.store.transition(self.job, "JOB_STATE_PARTIALLY_SUCCEEDED", stats=self.stats())
+
+
+class _ExportFailed(Exception):
+    """Writing a shard to Cloud Storage failed."""

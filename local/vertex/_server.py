@@ -1,0 +1,88 @@
+"""`VertexEmulator`: wires the store, the worker pool and the HTTP server, in-process or standalone."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from local.vertex._gcs import Storage
+from local.vertex._http import Api, Server
+from local.vertex._runner import Runner
+from local.vertex._store import JobStore
+from local.vertex._switches import Switches
+
+
+class VertexEmulator:
+    """A running Vertex AI batch prediction emulator (state in memory only).
+
+    `url` is the base URL for `HttpOptions(base_url=...)`; switches are read and changed with
+    `switches()`, `set_switches(...)` and `reset_switches()` (same names and values as the admin
+    endpoint `POST /emulator/v1/switches`).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 8,
+                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local"):
+        self._switches = Switches(switches)
+        self._store = JobStore(self._switches, seed=seed)
+        self._runner = Runner(self._store, Storage(project), workers=workers)
+        self._api = Api(self._store, self._runner, self._switches, seed=seed)
+        try:
+            self._server = Server((host, port), self._api)
+        except OSError:
+            self._runner.stop()
+            raise
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="vertex-http", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def host(self) -> str:
+        return self._server.server_address[0]
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def switches(self) -> dict[str, Any]:
+        return self._switches.as_json()
+
+    def set_switches(self, changes: dict[str, Any] | None = None, /, **more) -> dict[str, Any]:
+        """Change switches at runtime (validated all-or-nothing); returns every switch's value."""
+        return self._switches.update({**(changes or {}), **more})
+
+    def reset_switches(self) -> dict[str, Any]:
+        """Back to the values the emulator started with."""
+        return self._switches.reset()
+
+    def stop(self) -> None:
+        """Stop answering, wake hanging calls and sleeping jobs, and join the threads. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._api.stopping.set()
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._runner.stop()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> VertexEmulator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_server(host: str = "127.0.0.1", port: int = 0, *, workers: int = 8,
+                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local") -> VertexEmulator:
+    """Start the emulator in background threads of this process and return its handle.
+
+    `port=0` lets the kernel choose a free port (no race). `workers` bounds how many jobs run at once;
+    `switches` sets start values (see `local.vertex.SPECS`); `seed` fixes job ids and the fault dice.
+    """
+    return VertexEmulator(host, port, workers=workers, switches=switches, seed=seed, project=project)
