@@ -60,17 +60,19 @@ def _still_latest(p: Pipeline, record: dict[str, Any], generation: int) -> bool:
 
 
 def _done(p: Pipeline, record: dict[str, Any], *, superseded: bool, report_doc: dict[str, Any] | None) -> None:
+    """Announce, then mark done: a crash in between repeats the announcement (at least once), never loses it."""
     run = record["run"]
-    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
-                          lambda r: runstate.finished(r, now=p.now(), superseded=superseded) if r else None)
     payload = {"run": run, "input": record["input"], "superseded": superseded}
     if report_doc is not None:
         payload.update(state=report_doc["state"], rows=report_doc["rows"],
                        report=f"gs://{p.work_bucket}/{layout.report_name(record['rel'])}",
                        results=report_doc["results"], errors=report_doc["errors"])
+    p.publisher.publish(p.config.run_finished_topic, payload)
+    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
+                lambda r: runstate.finished(r, now=p.now(), superseded=superseded) if r else None)
+    scheduler.forget_run(p, run)
+    if report_doc is not None:
         log.info("run.finished", f"run {run} {report_doc['state']}: {report_doc['rows']['succeeded']} of "
                  f"{report_doc['rows']['total']} rows succeeded", run=run, input=record["input"]["uri"],
                  state=report_doc["state"], rows=report_doc["rows"], tokens=report_doc["tokens"],
                  seconds=report_doc["seconds"], jobs=len(report_doc["jobs"]))
-    p.publisher.publish(p.config.run_finished_topic, payload)
-    scheduler.forget_run(p, run)

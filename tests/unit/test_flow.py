@@ -280,3 +280,20 @@ def test_an_older_generation_finishing_last_does_not_replace_newer_outputs():
     assert report["input"]["generation"] == str(new.generation)
     finished = [m[1] for m in publisher.messages if m[0] == "run-finished"]
     assert [m["superseded"] for m in finished] == [False, True]
+
+
+def test_poll_warns_about_jobs_waiting_or_running_too_long(capsys):
+    from datetime import UTC, datetime, timedelta
+
+    p, store, vertex, publisher = make_pipeline(PENDING_WARN_SECONDS=60, RUNNING_WARN_SECONDS=120)
+    submit.handle_upload(p, upload(store, "incoming/slow.jsonl", b"\n".join(lines(2))))
+    job = vertex.jobs[next(iter(vertex.jobs))]
+    now = datetime.fromtimestamp(p.clock(), UTC)
+    job["created"] = now - timedelta(seconds=61)
+    capsys.readouterr()
+    poll.handle_tick(p)
+    slow = [orjson.loads(x) for x in capsys.readouterr().out.splitlines() if '"job.slow"' in x]
+    assert len(slow) == 1 and slow[0]["severity"] == "WARNING" and "waiting" in slow[0]["message"]
+    job["created"] = now - timedelta(seconds=30)
+    poll.handle_tick(p)
+    assert '"job.slow"' not in capsys.readouterr().out
