@@ -78,7 +78,7 @@ class PubSubMessage:
 
 @dataclass(frozen=True, slots=True)
 class StorageObjectEvent:
-    """A finalized Cloud Storage object, from either wiring DESIGN.md allows:
+    """A finalized Cloud Storage object, from either supported wiring:
 
     - a Pub/Sub-wrapped GCS notification (attributes bucketId/objectId/objectGeneration/eventType, the
       object resource as JSON data), the default wiring;

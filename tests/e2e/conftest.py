@@ -90,7 +90,7 @@ def env(cloud) -> Env:
 
 
 def assert_accounted(env: Env, rel: str, lines: list, report: dict) -> tuple[list[dict], list[dict]]:
-    """DESIGN.md's row accounting: results and errors together hold each input row number exactly once."""
+    """The contract's row accounting: results and errors together hold each input row number exactly once."""
     rows = [i for i, x in enumerate(lines, 1) if not (isinstance(x, str | bytes) and not x.strip())]
     results, errors = env.outputs(rel)
     got = sorted([r["row"] for r in results] + [e["row"] for e in errors])

@@ -1,5 +1,5 @@
 """End to end: files dropped with google-cloud-storage into the local cloud, outputs checked against the
-contract in DESIGN.md, row accounting included."""
+output contract (README), row accounting included."""
 
 from __future__ import annotations
 
