@@ -18,11 +18,11 @@ from typing import IO, Any
 
 import orjson
 
-from shared import joining, layout, log, runstate, scheduler
+from shared import joining, layout, log, runstate
 from shared.errors import BadEventError
-from shared.finalize import finalize
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
+from shared.progress import resume
 from shared.storage import mutate_json
 from shared.storage.base import ObjectMissing
 
@@ -80,8 +80,7 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     record = found.value
     part = record["parts"][msg.part]
     if part["state"] == runstate.COLLECTED:
-        if record["state"] == runstate.FINALIZING:
-            finalize(p, msg.run)  # an earlier delivery died after collecting; finish its work
+        resume(p, record)  # an earlier delivery may have died after collecting: finish its work
         return "duplicate"
 
     attempt = part["attempt"]
@@ -97,10 +96,6 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
                                           retry_part, tally)
 
     retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes) if retry_rows else None
-    if retry:
-        scheduler.enqueue(p, [layout.queue_id(msg.run, retry_part)])
-        log.info("rows.retried", f"{retry_rows} rows of {msg.run}/{msg.part} go to attempt {attempt + 1}",
-                 run=msg.run, job=_job_id(msg), part=msg.part, rows=retry_rows)
     failed = sum(tally.by_stage.values())
     if failed:
         log.error("rows.failed", f"{failed} rows of {msg.run}/{msg.part} failed for good", run=msg.run,
@@ -112,10 +107,14 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     log.info("part.collected", f"{msg.run}/{msg.part}: {tally.succeeded} succeeded, {failed} failed, "
              f"{tally.retried} to retry", run=msg.run, job=_job_id(msg), input=record["input"]["uri"],
              part=msg.part, succeeded=tally.succeeded, failed=failed, retried=tally.retried, jobState=msg.state)
-    if new is not None and new["state"] == runstate.FINALIZING:
-        finalize(p, msg.run)
-    elif retry:
-        scheduler.drain(p)
+    if new is None:
+        return "duplicate"  # a concurrent delivery collected this part first
+    if retry:
+        log.info("rows.retried", f"{retry_rows} rows of {msg.run}/{msg.part} go to attempt {attempt + 1}",
+                 run=msg.run, job=_job_id(msg), part=msg.part, rows=retry_rows)
+    # The run record (with the retry part in it) is written before the retry part is queued, so the
+    # scheduler never holds a part the run does not know; resume() queues it, or finalizes the run.
+    resume(p, new)
     return "collected"
 
 
@@ -143,7 +142,11 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
                                 run=msg.run, job=_job_id(msg))
                     continue
                 if outcome.row in seen:
-                    continue  # exported twice (shards of a long job): count it once
+                    # Exported twice (shards of a long job): count it once, and let a success win over
+                    # a failure so the row is not sent (and billed) again.
+                    if not (isinstance(outcome, joining.Success) and outcome.row in failures):
+                        continue
+                    del failures[outcome.row]
                 seen.add(outcome.row)
                 if isinstance(outcome, joining.Success):
                     has_key, key = joining.key_of(record)

@@ -39,8 +39,10 @@ class Config:
     pending_warn_seconds: int = 3 * 3600
     running_warn_seconds: int = 12 * 3600
     # A job reservation without a Vertex job name older than this is adopted by the poller: the function
-    # that made it died between reserving the slot and recording the job.
-    stuck_create_seconds: int = 120
+    # that made it died between reserving the slot and recording the job. Well above the worst case of one
+    # start_job (4 creates with a 60 s timeout each, plus back-off), so a slow creator is not mistaken for
+    # a dead one.
+    stuck_create_seconds: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -103,7 +103,10 @@ class StorageObjectEvent:
         kind, _, data = _event_parts(event)
         if kind == STORAGE_FINALIZED:
             if isinstance(data, bytes | str):
-                data = orjson.loads(data)
+                try:
+                    data = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise BadEventError("storage event data is not JSON") from None
             if not isinstance(data, Mapping):
                 raise BadEventError("storage event has no object resource")
             return cls._from_resource(data, "OBJECT_FINALIZE", {})

@@ -1,9 +1,10 @@
 """Finishing a settled run: merge the part files into results/ and errors/ with server-side compose, write
 the report last, announce it on run-finished.
 
-A re-upload starts a new run; its outputs replace the old ones only if its generation is newer, so
-finishing first moves the input's "latest" pointer forward (compare-and-swap) and a run that lost to a
-newer generation writes nothing under results/, errors/ or reports/.
+A re-upload starts a new run; its outputs replace the old ones only if its generation is newer. The
+input's "latest" pointer is a publishing lease taken by compare-and-swap: a run that lost to a newer
+generation writes nothing under results/, errors/ or reports/, and a newer run waits (retries) while an
+older one is still writing, so an older compose can never land on top of newer outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import layout, log, report, runstate, scheduler
+from shared.errors import TransientError
 from shared.pipeline import Pipeline
 from shared.storage import mutate_json
 
@@ -37,26 +39,56 @@ def finalize(p: Pipeline, run: str) -> None:
     finished = p.now()
     doc = report.build(record, finished=finished, results_uri=f"gs://{bucket}/{layout.results_name(rel)}",
                        errors_uri=f"gs://{bucket}/{layout.errors_name(rel)}")
-    if not _still_latest(p, record, generation):
+    if not _still_latest(p, record):
         log.warning("run.superseded", f"run {run}: overtaken by a newer generation while finishing",
                     run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
         return
     p.store.write_json(bucket, layout.report_name(rel), doc, if_generation_match=None)
+    _release_latest(p, record)
     _done(p, record, superseded=False, report_doc=doc)
 
 
+class OutputsBusy(TransientError):
+    """An older generation of the same input is still writing its outputs: try again later."""
+
+
+# A publishing lease older than this belongs to a run that died while writing; a newer run may take over.
+_LEASE_SECONDS = 600
+
+
 def _claim_latest(p: Pipeline, record: dict[str, Any], generation: int) -> bool:
-    name = layout.latest_name(record["input"]["bucket"], record["input"]["name"])
-    stored = mutate_json(p.store, p.work_bucket, name,
-                         lambda cur: None if cur and cur["generation"] >= generation
-                         else {"generation": generation, "run": record["run"]})
-    return stored is not None and stored["generation"] == generation
+    """Take the publishing lease. False when a newer generation already owns the outputs."""
+    run, now = record["run"], p.clock()
+
+    def change(cur):
+        if cur:
+            if cur["generation"] > generation:
+                return None
+            if cur["run"] == run:
+                return None if cur.get("publishing") else {**cur, "publishing": True, "since": now}
+            if cur.get("publishing") and now - cur.get("since", 0) < _LEASE_SECONDS:
+                raise OutputsBusy(f"run {cur['run']} (generation {cur['generation']}) is still writing the "
+                                  f"outputs of {record['input']['uri']}")
+        return {"generation": generation, "run": run, "publishing": True, "since": now}
+
+    stored = mutate_json(p.store, p.work_bucket, _latest(record), change)
+    return stored is not None and stored["run"] == run
 
 
-def _still_latest(p: Pipeline, record: dict[str, Any], generation: int) -> bool:
-    found = p.store.read_json(p.work_bucket, layout.latest_name(record["input"]["bucket"], record["input"]["name"]))
-    return found is None or found.value["generation"] <= generation
+def _still_latest(p: Pipeline, record: dict[str, Any]) -> bool:
+    found = p.store.read_json(p.work_bucket, _latest(record))
+    return found is not None and found.value["run"] == record["run"]
+
+
+def _release_latest(p: Pipeline, record: dict[str, Any]) -> None:
+    mutate_json(p.store, p.work_bucket, _latest(record),
+                lambda cur: {**cur, "publishing": False} if cur and cur["run"] == record["run"]
+                and cur.get("publishing") else None)
+
+
+def _latest(record: dict[str, Any]) -> str:
+    return layout.latest_name(record["input"]["bucket"], record["input"]["name"])
 
 
 def _done(p: Pipeline, record: dict[str, Any], *, superseded: bool, report_doc: dict[str, Any] | None) -> None:

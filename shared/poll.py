@@ -25,8 +25,9 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
         jobs = _list_active(p, active)
         for qid, entry in sorted(active.items(), key=lambda kv: kv[1]["since"]):
             if entry.get("job") is None:
-                if p.clock() - entry["since"] > p.config.stuck_create_seconds:
-                    summary["adopted"] += scheduler.start_job(p, qid, adopt=True) in ("created", "found")
+                token = scheduler.claim_stuck(p, qid)
+                if token is not None:
+                    summary["adopted"] += scheduler.start_job(p, qid, token, adopt=True) in ("created", "found")
                 continue
             job = jobs.get(entry["job"]) or p.vertex.get(entry["job"])
             if job is None:

@@ -15,11 +15,12 @@ only if Vertex has none.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
 from shared import layout, log, runstate
-from shared.errors import VertexAmbiguousError, VertexRejectedError, VertexTransientError
+from shared.errors import VertexAmbiguousError, VertexError, VertexRejectedError, VertexTransientError
 from shared.pipeline import Pipeline
 from shared.storage import mutate_json
 from shared.vertex import JobInfo
@@ -97,44 +98,75 @@ def set_job(p: Pipeline, qid: str, job: str | None = None, state: str | None = N
 def drain(p: Pipeline) -> int:
     """Admit queued parts while slots are free, oldest first. Returns how many jobs were created."""
     created = 0
-    while (qid := _reserve(p)) is not None:
-        outcome = start_job(p, qid, adopt=False)
+    while (reserved := _reserve(p)) is not None:
+        outcome = start_job(p, *reserved, adopt=False)
         if outcome == "throttled":
             break
         created += outcome == "created"
     return created
 
 
-def _reserve(p: Pipeline) -> str | None:
-    """Move the queue head into a free slot (job not yet created). None when no slot or nothing queued."""
-    reserved: list[str] = []
+def _reserve(p: Pipeline) -> tuple[str, str] | None:
+    """Move the queue head into a free slot (job not yet created): (queue id, reservation token), or None
+    when no slot is free or nothing is queued."""
+    reserved: list[tuple[str, str]] = []
+    token = secrets.token_hex(8)
 
     def take(s):
         reserved.clear()  # `take` may run again after a lost race
         if not s["queue"] or len(s["active"]) >= p.config.max_active_jobs:
             return None
         qid = s["queue"].pop(0)
-        s["active"][qid] = {"job": None, "since": p.clock(), "state": None}
-        reserved.append(qid)
+        s["active"][qid] = {"job": None, "since": p.clock(), "state": None, "token": token}
+        reserved.append((qid, token))
         return s
 
     _mutate(p, take)
     return reserved[0] if reserved else None
 
 
-def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
+def claim_stuck(p: Pipeline, qid: str) -> str | None:
+    """Take over a reservation whose creator seems dead (no job after STUCK_CREATE_SECONDS). The new token
+    is written by compare-and-swap, so of two overlapping polls only one adopts it, and the old holder,
+    if it is only slow, sees it has lost the reservation before its next create."""
+    won: list[str] = []
+    token = secrets.token_hex(8)
+
+    def change(s):
+        won.clear()
+        entry = s["active"].get(qid)
+        if entry is None or entry.get("job") or p.clock() - entry["since"] <= p.config.stuck_create_seconds:
+            return None
+        s["active"][qid] = {**entry, "since": p.clock(), "token": token}
+        won.append(token)
+        return s
+
+    _mutate(p, change)
+    return won[0] if won else None
+
+
+def _holds(p: Pipeline, qid: str, token: str) -> bool:
+    entry = read(p)["active"].get(qid)
+    return entry is not None and entry.get("job") is None and entry.get("token") == token
+
+
+def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool) -> str:
     """Create (or, when `adopt`, first find) the Vertex job of a reserved slot and record it.
 
-    Returns "created", "found", "throttled" (slot handed back to the queue head), "rejected" (the part
-    cannot run; announced as finished so its rows go to errors) or "pending" (ambiguous; the poller
-    adopts the reservation later).
+    Returns "created", "found", "throttled" (slot handed back to the queue head), "rejected" (Vertex
+    refused the job: announced as finished so its rows go to errors), "skipped" (the part must not run
+    any more), "lost" (another poller adopted the reservation) or "pending" (Vertex unreachable after
+    an ambiguous create; the poller adopts the reservation later).
     """
     run, part = layout.split_queue_id(qid)
     record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
-    if record is None:
-        log.error("job.orphaned", f"queued part {qid} has no run record; dropping it", run=run)
+    entry = record.value["parts"].get(part) if record else None
+    if record is None or record.value["state"] != runstate.RUNNING or entry is None or \
+            entry["state"] != runstate.QUEUED:
+        # A late duplicate may queue a part that already ran, or whose run is over: never create it.
+        log.warning("job.skipped", f"{qid} is not a queued part of a running run; freeing its slot", run=run)
         release(p, qid)
-        return "rejected"
+        return "skipped"
     cfg = p.config
     labels = layout.job_labels(cfg.pipeline_label, run, part)
     job: JobInfo | None = None
@@ -145,12 +177,19 @@ def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
     for attempt in range(_CREATE_TRIES):
         if attempt:
             p.sleep(min(4.0, 0.25 * 2 ** attempt))
-        try:
-            if maybe_created:
+        if not _holds(p, qid, token):
+            log.warning("job.lost", f"{qid}: the reservation was adopted by a poller; stopping", run=run)
+            return "lost"
+        if maybe_created:
+            try:
                 job = p.vertex.find(labels)
-                if job is not None:
-                    outcome = "found"
-                    break
+            except VertexError as exc:  # a failed look-up proves nothing: never reject the rows on it
+                log.warning("job.lookup_failed", f"{qid}: {exc}", run=run)
+                continue
+            if job is not None:
+                outcome = "found"
+                break
+        try:
             job = p.vertex.create(
                 model=record.value["model"],
                 source_uri=f"gs://{p.work_bucket}/{layout.staged_name(run, part)}",
@@ -167,7 +206,7 @@ def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
                 _requeue_front(p, qid)
                 log.warning("job.throttled", f"{qid}: {exc}; back to the head of the queue", run=run)
                 return "throttled"
-            log.warning("job.lookup_failed", f"{qid}: {exc}", run=run)
+            log.warning("job.create_failed", f"{qid}: {exc}", run=run)
         except VertexRejectedError as exc:
             _reject(p, qid, exc)
             return "rejected"
@@ -180,7 +219,7 @@ def start_job(p: Pipeline, qid: str, *, adopt: bool) -> str:
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.job_submitted(r, part, job.name) if r else None)
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
-             input=record.value["input"]["uri"], part=part, rows=record.value["parts"].get(part, {}).get("rows"))
+             input=record.value["input"]["uri"], part=part, rows=entry["rows"])
     return outcome
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from shared import layout, log, runstate, scheduler, staging
+from shared import layout, log, runstate, staging
 from shared.events import StorageObjectEvent
-from shared.finalize import finalize
 from shared.pipeline import Pipeline
+from shared.progress import resume
 from shared.storage import mutate_json
 from shared.storage.base import ObjectMissing
 
@@ -59,8 +57,10 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
         # run. Nothing of this one was billed; say so and stop.
         log.warning("run.superseded", f"{obj.uri}#{obj.generation} no longer exists; nothing to do",
                     run=run, input=obj.uri)
+        # Only a run still staging is closed here: a concurrent delivery may have staged it already.
         mutate_json(p.store, cfg.output_bucket, state_name,
-                    lambda r: runstate.finished(r, now=p.now(), superseded=True) if r else None)
+                    lambda r: runstate.finished(r, now=p.now(), superseded=True)
+                    if r and r["state"] == runstate.STAGING else None)
         return "ignored"
 
     note = _note(obj, staged)
@@ -87,15 +87,3 @@ def _note(obj: StorageObjectEvent, staged: staging.Staged) -> str | None:
     if staged.failed == staged.total:
         return "no line of the file is a valid request"
     return None
-
-
-def resume(p: Pipeline, record: dict[str, Any]) -> None:
-    """Push a run forward from wherever a previous delivery left it; every step is idempotent."""
-    if record["state"] == runstate.RUNNING:
-        queued = [layout.queue_id(record["run"], part) for part, entry in sorted(record["parts"].items())
-                  if entry["state"] == runstate.QUEUED]
-        if queued:
-            scheduler.enqueue(p, queued)
-        scheduler.drain(p)
-    elif record["state"] == runstate.FINALIZING:
-        finalize(p, record["run"])

@@ -297,3 +297,93 @@ def test_poll_warns_about_jobs_waiting_or_running_too_long(capsys):
     job["created"] = now - timedelta(seconds=30)
     poll.handle_tick(p)
     assert '"job.slow"' not in capsys.readouterr().out
+
+
+def test_an_older_run_still_writing_makes_the_newer_one_wait():
+    from shared import finalize as fin
+
+    p, store, vertex, publisher = make_pipeline()
+    old = upload(store, "incoming/lease.jsonl", b"\n".join(lines(1)))
+    old_run = layout.run_id(old.bucket, old.name, old.generation)
+    new = upload(store, "incoming/lease.jsonl", b"\n".join(lines(2)))
+    # The old generation's run holds the publishing lease (it is composing right now).
+    store.write_json("out-bucket", layout.latest_name("in-bucket", "incoming/lease.jsonl"),
+                     {"generation": old.generation, "run": old_run, "publishing": True, "since": p.clock()},
+                     if_generation_match=0)
+    submit.handle_upload(p, new)
+    vertex.run(next(iter(vertex.jobs)))
+    poll.handle_tick(p)
+    with pytest.raises(fin.OutputsBusy):
+        deliver_finished(p, publisher)
+    assert store.read_bytes("out-bucket", "reports/lease.json") is None
+    pointer = layout.latest_name("in-bucket", "incoming/lease.jsonl")
+    store.write_json("out-bucket", pointer, {"generation": old.generation, "run": old_run, "publishing": False},
+                     if_generation_match=store.read_json("out-bucket", pointer).generation)
+    deliver_finished(p, publisher)  # the platform's redelivery
+    assert_accounting(store, "lease", [1, 2])
+
+
+def test_collect_dying_after_recording_the_retry_part_is_repaired_by_the_replay(monkeypatch):
+    import shared.collect as collect_module
+
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/crash.jsonl", b"\n".join(lines(3))))
+    vertex.run(next(iter(vertex.jobs)), outcome=lambda line: retryable() if "q2" in str(line) else None)
+    poll.handle_tick(p)
+
+    def killed(*args):
+        raise RuntimeError("instance killed right after the run record was written")
+
+    monkeypatch.setattr(collect_module, "resume", killed)
+    with pytest.raises(RuntimeError):
+        deliver_finished(p, publisher)
+    assert not scheduler.read(p)["queue"] and len(vertex.jobs) == 1  # the retry part is not queued yet
+    monkeypatch.undo()
+    deliver_finished(p, publisher)  # redelivered: the part is collected, resume() queues its retry
+    assert len(vertex.jobs) == 2
+    settle(p, vertex, publisher)
+    assert_accounting(store, "crash", [1, 2, 3])
+
+
+def test_a_late_duplicate_collect_never_runs_a_part_again():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/late.jsonl", b"\n".join(lines(2))))
+    settle(p, vertex, publisher, outcome=lambda line: retryable() if "q1" in str(line) and
+           line["gbp_row"] == "r1" and len(vertex.jobs) == 1 else None)
+    assert_accounting(store, "late", [1, 2])
+    jobs = len(vertex.jobs)
+    run = next(iter(store.list_names("out-bucket", "state/runs/")))
+    record = store.read_json("out-bucket", run).value
+    # A stale scheduler entry for the retry part, as a slow duplicate collect would leave it.
+    scheduler.enqueue(p, [layout.queue_id(record["run"], "p0001-a2")])
+    assert scheduler.drain(p) == 0 and len(vertex.jobs) == jobs
+    assert not scheduler.read(p)["active"]
+
+
+def test_only_one_poller_adopts_a_stuck_reservation():
+    p, store, vertex, publisher = make_pipeline(STUCK_CREATE_SECONDS=5)
+    vertex.create_faults = ["ambiguous-lost"] * 4
+    submit.handle_upload(p, upload(store, "incoming/adopt.jsonl", b"\n".join(lines(1))))
+    qid = next(iter(scheduler.read(p)["active"]))
+    for _ in range(6):
+        p.clock()
+    first, second = scheduler.claim_stuck(p, qid), scheduler.claim_stuck(p, qid)
+    assert first and second is None
+    assert scheduler.start_job(p, qid, "someone-elses-token", adopt=True) == "lost"
+    assert scheduler.start_job(p, qid, first, adopt=True) in ("created", "found")
+    assert len(vertex.jobs) == 1
+
+
+def test_a_row_exported_as_failed_and_as_succeeded_counts_as_succeeded():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/twice.jsonl", b"\n".join(lines(2))))
+    name = next(iter(vertex.jobs))
+    vertex.run(name)
+    prefix = vertex.jobs[name]["dest"][5:].split("/", 1)[1]
+    staged = vertex.staged_lines(name)[0]
+    failed = {**staged, "status": retryable(), "processed_time": "2026-11-21T09:00:00.000+00:00"}
+    store.put("out-bucket", f"{prefix}/prediction-model-2026-11-21T10:00:00.000000Z/a-first.jsonl",
+              orjson.dumps(failed) + b"\n")
+    settle(p, vertex, publisher)
+    report = assert_accounting(store, "twice", [1, 2])
+    assert report["rows"]["succeeded"] == 2 and report["retriedRows"] == 0 and len(vertex.jobs) == 1
