@@ -24,7 +24,6 @@ class JobInfo:
     end_time: datetime | None = None
     error_code: int | None = None
     error_message: str | None = None
-    output_dir: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -22,23 +22,17 @@ def make_client(project: str, location: str, base_url: str | None = None,
                 timeout_ms: int = 60_000) -> genai.Client:
     """A Vertex-mode client. With `base_url` (local emulator) it uses static credentials: the SDK then
     skips Google auth entirely, which anonymous credentials cannot do."""
-    options = types.HttpOptions(api_version="v1", timeout=timeout_ms)
+    options = types.HttpOptions(api_version="v1", timeout=timeout_ms, base_url=base_url or None)
     kwargs: dict = {}
     if base_url:
         from google.oauth2.credentials import Credentials
 
-        options = types.HttpOptions(api_version="v1", timeout=timeout_ms, base_url=base_url)
         kwargs["credentials"] = Credentials(token="local")
     return genai.Client(vertexai=True, project=project, location=location, http_options=options, **kwargs)
 
 
 def _info(job: types.BatchJob) -> JobInfo:
     state = job.state.value if hasattr(job.state, "value") else str(job.state or "JOB_STATE_UNSPECIFIED")
-    output_dir = None
-    if job.dest is not None and job.dest.gcs_uri:
-        output_dir = job.dest.gcs_uri
-    if isinstance(job.output_info, Mapping):
-        output_dir = job.output_info.get("gcsOutputDirectory") or output_dir
     return JobInfo(
         name=job.name or "",
         state=state,
@@ -47,7 +41,6 @@ def _info(job: types.BatchJob) -> JobInfo:
         end_time=job.end_time,
         error_code=job.error.code if job.error else None,
         error_message=job.error.message if job.error else None,
-        output_dir=output_dir,
     )
 
 
