@@ -24,8 +24,12 @@ document order wins.
 
 * ``type_conflict``: one type per key path for the whole file: ``string``, ``number`` (int and float
   alike), ``bool``, ``object``, ``array``. Array elements share the path with ``[]``
-  (``request.contents[].parts[].text``). ``null`` matches everything and records nothing. The first
-  accepted line to use a path fixes its type; two types for one path on the same line conflict too. A
+  (``request.contents[].parts[].text``). ``null`` matches everything and records nothing. The importer
+  coerces numeric-looking strings (``"000123"``, ``"-2.5"``: the whole string matches
+  ``-?[0-9]+([.][0-9]+)?``), so they count as ``number``. The first accepted line to use a path fixes its
+  type, except for the prompt text paths (``parts[].text`` of ``contents`` and ``systemInstruction``),
+  which the request schema fixes as ``string`` up front: a prompt that is only a number is the line
+  rejected, never the ordinary prompts after it. Two types for one path on the same line conflict too. A
   line is checked in full before its types are committed, so a rejected line never changes the schema.
 * ``too_deep``: the line's object is level 1, ``request`` level 2, and each object one level deeper
   than the object holding it. Arrays do not add a level (a REPEATED field is not a RECORD), so
@@ -106,6 +110,15 @@ _BOOL = "bool"
 _OBJECT = "object"
 _ARRAY = "array"
 _TYPE_OF = {str: _STRING, int: _NUMBER, float: _NUMBER, bool: _BOOL, dict: _OBJECT, list: _ARRAY}
+# A string the importer reads as a number; the first-character test keeps the regex off ordinary text.
+_NUMERIC_START = frozenset("-0123456789")
+_NUMERIC_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Paths whose type the GenerateContentRequest schema fixes before any line is read (see type_conflict).
+_STRING_PATHS = (
+    ("contents", None, "parts", None, "text"),
+    ("systemInstruction", "parts", None, "text"),
+    ("system_instruction", "parts", None, "text"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +162,13 @@ class _Problem(Exception):
         self.reason = reason
         self.detail = detail
         self.segs = segs
+
+
+def _conflict_detail(t: str, value: object) -> str:
+    """How a conflicting value is named in the message: its type, and why when it is a string read as a number."""
+    if t is _NUMBER and type(value) is str:
+        return f"number (the string {_render(value, 40)}, which Vertex's importer reads as a number)"
+    return t
 
 
 def _json_type(value: object) -> str:
@@ -212,10 +232,22 @@ class LineValidator:
         self._view = MappingProxyType(self._types)
         self._undo: list[_Node] = []
         self._row = 0
+        for segs in _STRING_PATHS:
+            node = self._root
+            for seg in segs:
+                if seg is None:
+                    if node.item is None:
+                        node.item = _Node(node.path + "[]")
+                    node = node.item
+                else:
+                    node = node.children.setdefault(seg, _Node(f"{node.path}.{seg}"))
+            node.type = _STRING  # row 0: fixed by the request schema, not by a line
+            self._types[node.path] = _STRING
 
     @property
     def schema(self) -> Mapping[str, str]:
-        """Key path (``request.contents[].parts[].text``) -> type fixed by accepted lines (read-only)."""
+        """Key path (``request.contents[].parts[].text``) -> type fixed by the request schema or by accepted
+        lines (read-only)."""
         return self._view
 
     def validate(self, row: int, raw: bytes) -> Accepted | Rejected | None:
@@ -285,13 +317,15 @@ class LineValidator:
                 if v is None:
                     continue
                 t = _TYPE_OF[type(v)]
+                if t is _STRING and v[:1] in _NUMERIC_START and _NUMERIC_RE.fullmatch(v):
+                    t = _NUMBER
                 have = child.type
                 if have is None:
                     child.type = t
                     child.row = self._row
                     self._undo.append(child)
                 elif have is not t:
-                    raise _Problem(TYPE_CONFLICT, t, [])
+                    raise _Problem(TYPE_CONFLICT, _conflict_detail(t, v), [])
                 if t is _OBJECT:
                     self._object(v, child, level + 1)
                 elif t is _ARRAY and v:
@@ -312,13 +346,15 @@ class LineValidator:
                     t = _TYPE_OF[type(v)]
                     if t is _ARRAY:
                         raise _Problem(NESTED_ARRAY, "", [])
+                    if t is _STRING and v[:1] in _NUMERIC_START and _NUMERIC_RE.fullmatch(v):
+                        t = _NUMBER
                     have = item.type
                     if have is None:
                         item.type = t
                         item.row = self._row
                         self._undo.append(item)
                     elif have is not t:
-                        raise _Problem(TYPE_CONFLICT, t, [])
+                        raise _Problem(TYPE_CONFLICT, _conflict_detail(t, v), [])
                     if t is _OBJECT:
                         self._object(v, item, level + 1)
                 i += 1
@@ -333,7 +369,13 @@ class LineValidator:
             node = self._root
             for seg in segs:
                 node = node.item if type(seg) is int else node.children[seg]
+            if node.row == 0:
+                return (f"line {row}: type conflict at {node.path}: {p.detail} here ({where}), but the "
+                        f"request schema makes this field a string; Vertex needs one type per key path for "
+                        "the whole file (put a word beside the number)")
             seen = "earlier on this line" if node.row == row else f"on line {node.row}"
+            if node.type is _NUMBER and p.detail == _STRING:
+                seen += " (numeric-looking strings count as numbers)"
             return (f"line {row}: type conflict at {node.path}: {p.detail} here ({where}), but first "
                     f"seen as {node.type} {seen}; Vertex needs one type per key path for the whole file")
         if p.reason == TOO_DEEP:

@@ -64,6 +64,14 @@ def test_accepted_carries_the_request_unchanged():
     assert ok == Accepted(row=7, request=req, has_key=True, key="k1")
 
 
+# The prompt text paths the request schema types before any line is read.
+SCHEMA_FIXED = {
+    "request.contents[].parts[].text": "string",
+    "request.systemInstruction.parts[].text": "string",
+    "request.system_instruction.parts[].text": "string",
+}
+
+
 def test_schema_is_read_only():
     v = LineValidator()
     accepted(line({"request": request()}), validator=v)
@@ -76,6 +84,7 @@ def test_schema_is_read_only():
         "request.contents[].parts": "array",
         "request.contents[].parts[]": "object",
         "request.contents[].parts[].text": "string",
+        **SCHEMA_FIXED,
     }
 
 
@@ -85,7 +94,7 @@ def test_schema_is_read_only():
 def test_blank_lines_are_not_rows(raw):
     v = LineValidator()
     assert v.validate(5, raw) is None
-    assert dict(v.schema) == {}
+    assert dict(v.schema) == SCHEMA_FIXED
 
 
 def test_bom_on_line_1_is_tolerated():
@@ -316,7 +325,7 @@ def test_type_conflict_between_array_items_of_one_line():
         "line 4: type conflict at request.contents[].parts[].thought: bool here "
         "(request.contents[2].parts[0].thought), but first seen as string earlier on this line; "
         "Vertex needs one type per key path for the whole file")
-    assert dict(v.schema) == {}
+    assert dict(v.schema) == SCHEMA_FIXED
 
 
 def test_type_conflict_object_versus_array():
@@ -358,7 +367,7 @@ def test_shape_rejection_does_not_touch_the_schema():
     v = LineValidator()
     req = {"contents": [{"role": "tester", "parts": [{"text": "a"}]}], "labels": {"x": "y"}}
     assert rejected(line({"request": req}), validator=v).reason == "bad_role"
-    assert dict(v.schema) == {}
+    assert dict(v.schema) == SCHEMA_FIXED
 
 
 def test_keys_outside_request_are_not_typed():
@@ -633,3 +642,69 @@ def test_a_mixed_file():
         (1, "ok", "a"), None, (3, "invalid_json", None), (4, "type_conflict", "b"), None, (6, "ok", "c"),
         (7, "bad_role", "d"),
     ]
+
+
+# -- numeric-looking strings: the importer coerces them to numbers -----------------------------------
+
+@pytest.mark.parametrize("value", ["0", "000000", "-7", "2.5", "-0.25"])
+def test_numeric_looking_string_counts_as_a_number(value):
+    v = LineValidator()
+    accepted(line({"request": request(labels={"id": value})}), row=1, validator=v)
+    assert v.schema["request.labels.id"] == "number"
+    accepted(line({"request": request(labels={"id": 7})}), row=2, validator=v)
+    bad = rejected(line({"request": request(labels={"id": "abc"})}), row=3, validator=v)
+    assert bad.reason == "type_conflict"
+    assert bad.message == (
+        "line 3: type conflict at request.labels.id: string here (request.labels.id), but first seen as number "
+        "on line 1 (numeric-looking strings count as numbers); Vertex needs one type per key path for the "
+        "whole file")
+
+
+@pytest.mark.parametrize("value", ["", "-", "1.", ".5", "1e5", "+1", " 1", "1 ", "0x1", "1,000", "12a", "١٢"])
+def test_strings_that_do_not_look_numeric_stay_strings(value):
+    v = LineValidator()
+    accepted(line({"request": request(labels={"id": "abc"})}), row=1, validator=v)
+    accepted(line({"request": request(labels={"id": value})}), row=2, validator=v)
+    assert v.schema["request.labels.id"] == "string"
+
+
+def test_string_path_rejects_a_numeric_looking_string():
+    v = LineValidator()
+    accepted(line({"request": request(labels={"id": "abc"})}), row=1, validator=v)
+    bad = rejected(line({"request": request(labels={"id": "0042"})}), row=2, validator=v)
+    assert bad.message == (
+        'line 2: type conflict at request.labels.id: number (the string "0042", which Vertex\'s importer reads '
+        "as a number) here (request.labels.id), but first seen as string on line 1; Vertex needs one type per "
+        "key path for the whole file")
+
+
+def test_numeric_string_inside_an_array_conflicts():
+    v = LineValidator()
+    bad = rejected(line({"request": request(generationConfig={"stopSequences": ["END", "42"]})}), validator=v)
+    assert bad.reason == "type_conflict"
+    assert "request.generationConfig.stopSequences[1]" in bad.message
+    assert "earlier on this line" in bad.message
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_numeric_prompt_is_rejected_wherever_it_comes(first):
+    """The prompt text is a string by the request schema, so a prompt that is only a number is the line that
+    goes, even on line 1: the ordinary prompts after it still run."""
+    v = LineValidator()
+    rows = ["Describe a cat", "42", "Describe a dog"] if not first else ["42", "Describe a cat", "Describe a dog"]
+    verdicts = [v.validate(i, line({"request": request(text)})) for i, text in enumerate(rows, 1)]
+    bad = [x for x in verdicts if isinstance(x, Rejected)]
+    assert len(bad) == 1 and bad[0].row == rows.index("42") + 1
+    assert bad[0].message == (
+        f"line {bad[0].row}: type conflict at request.contents[].parts[].text: number (the string \"42\", which "
+        f"Vertex's importer reads as a number) here (request.contents[0].parts[0].text), but the request schema "
+        "makes this field a string; Vertex needs one type per key path for the whole file (put a word beside the "
+        "number)")
+
+
+def test_numeric_system_instruction_is_rejected():
+    v = LineValidator()
+    req = request("hi", systemInstruction={"parts": [{"text": "3"}]})
+    bad = rejected(line({"request": req}), validator=v)
+    assert bad.reason == "type_conflict"
+    assert "request.systemInstruction.parts[0].text" in bad.message
