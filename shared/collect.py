@@ -23,7 +23,7 @@ from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
 from shared.progress import resume
-from shared.storage import mutate_json
+from shared.storage import change_json
 from shared.storage.base import ObjectMissing
 
 
@@ -96,19 +96,24 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
                                           retry_part, tally)
 
     retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes) if retry_rows else None
+    new, won = change_json(p.store, bucket, layout.run_state_name(msg.run),
+                           lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
+                                                             retry_part if retry else None) if r else None)
+    if not won or new is None:
+        # A concurrent delivery collected this part first (its part files are the same bytes as ours). It
+        # logs the counts, so the log-based metrics count each row once; moving the run on is idempotent,
+        # and done here too in case that delivery dies before it does.
+        if new is not None:
+            resume(p, new)
+        return "duplicate"
     failed = sum(tally.by_stage.values())
     if failed:
         log.error("rows.failed", f"{failed} rows of {msg.run}/{msg.part} failed for good", run=msg.run,
                   job=_job_id(msg), input=record["input"]["uri"], byStage=dict(tally.by_stage),
                   byReason=dict(tally.by_reason))
-    new = mutate_json(p.store, bucket, layout.run_state_name(msg.run),
-                      lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
-                                                        retry_part if retry else None) if r else None)
     log.info("part.collected", f"{msg.run}/{msg.part}: {tally.succeeded} succeeded, {failed} failed, "
              f"{tally.retried} to retry", run=msg.run, job=_job_id(msg), input=record["input"]["uri"],
              part=msg.part, succeeded=tally.succeeded, failed=failed, retried=tally.retried, jobState=msg.state)
-    if new is None:
-        return "duplicate"  # a concurrent delivery collected this part first
     if retry:
         log.info("rows.retried", f"{retry_rows} rows of {msg.run}/{msg.part} go to attempt {attempt + 1}",
                  run=msg.run, job=_job_id(msg), part=msg.part, rows=retry_rows)

@@ -2,13 +2,15 @@
 the report last, announce it on run-finished.
 
 A re-upload starts a new run; its outputs replace the old ones only if its generation is newer. The
-input's "latest" pointer is a publishing lease taken by compare-and-swap: a run that lost to a newer
-generation writes nothing under results/, errors/ or reports/, and a newer run waits (retries) while an
-older one is still writing, so an older compose can never land on top of newer outputs.
+input's "latest" pointer is a publishing lease taken by compare-and-swap and held by ONE invocation (a
+random token): a run that lost to a newer generation writes nothing under results/, errors/ or reports/,
+and any other writer, a newer run or a duplicate delivery of the same run, waits (retries) while the
+holder is writing. So neither an older compose nor a slow duplicate can land on top of newer outputs.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from shared import layout, log, report, runstate, scheduler
@@ -24,7 +26,8 @@ def finalize(p: Pipeline, run: str) -> None:
         return
     record = found.value
     generation = int(record["input"]["generation"])
-    if not _claim_latest(p, record, generation):
+    token = secrets.token_hex(8)
+    if not _claim_latest(p, record, generation, token):
         log.warning("run.superseded", f"run {run}: a newer generation of {record['input']['uri']} already "
                     "published its outputs; this run's are not written", run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
@@ -39,13 +42,19 @@ def finalize(p: Pipeline, run: str) -> None:
     finished = p.now()
     doc = report.build(record, finished=finished, results_uri=f"gs://{bucket}/{layout.results_name(rel)}",
                        errors_uri=f"gs://{bucket}/{layout.errors_name(rel)}")
-    if not _still_latest(p, record):
+    rows = doc["rows"]
+    if rows["total"] != rows["succeeded"] + rows["failed"]:
+        # Every row is accounted for exactly once by construction; if the tallies disagree, say so loudly
+        # (the report still goes out: its numbers and the files are what the operator needs to look at).
+        log.error("run.unbalanced", f"run {run}: {rows['total']} rows but {rows['succeeded']} succeeded and "
+                  f"{rows['failed']} failed", run=run, input=record["input"]["uri"], rows=rows)
+    if not _still_holding(p, record, token):
         log.warning("run.superseded", f"run {run}: overtaken by a newer generation while finishing",
                     run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
         return
     p.store.write_json(bucket, layout.report_name(rel), doc, if_generation_match=None)
-    _release_latest(p, record)
+    _release_latest(p, record, token)
     _done(p, record, superseded=False, report_doc=doc)
 
 
@@ -53,37 +62,38 @@ class OutputsBusy(TransientError):
     """An older generation of the same input is still writing its outputs: try again later."""
 
 
-# A publishing lease older than this belongs to a run that died while writing; a newer run may take over.
+# A publishing lease older than this belongs to an invocation that died while writing (it outlives the
+# functions' longest timeout); another one may take over.
 _LEASE_SECONDS = 600
 
 
-def _claim_latest(p: Pipeline, record: dict[str, Any], generation: int) -> bool:
-    """Take the publishing lease. False when a newer generation already owns the outputs."""
+def _claim_latest(p: Pipeline, record: dict[str, Any], generation: int, token: str) -> bool:
+    """Take the publishing lease for this invocation. False when a newer generation already owns the outputs;
+    OutputsBusy while another invocation (of an older run, or of this very run) holds a live lease."""
     run, now = record["run"], p.clock()
 
     def change(cur):
         if cur:
             if cur["generation"] > generation:
                 return None
-            if cur["run"] == run:
-                return None if cur.get("publishing") else {**cur, "publishing": True, "since": now}
             if cur.get("publishing") and now - cur.get("since", 0) < _LEASE_SECONDS:
-                raise OutputsBusy(f"run {cur['run']} (generation {cur['generation']}) is still writing the "
-                                  f"outputs of {record['input']['uri']}")
-        return {"generation": generation, "run": run, "publishing": True, "since": now}
+                whose = "another delivery of this run" if cur["run"] == run else f"run {cur['run']}"
+                raise OutputsBusy(f"{whose} (generation {cur['generation']}) is still writing the outputs of "
+                                  f"{record['input']['uri']}")
+        return {"generation": generation, "run": run, "publishing": True, "since": now, "token": token}
 
     stored = mutate_json(p.store, p.work_bucket, _latest(record), change)
-    return stored is not None and stored["run"] == run
+    return stored is not None and stored.get("token") == token
 
 
-def _still_latest(p: Pipeline, record: dict[str, Any]) -> bool:
+def _still_holding(p: Pipeline, record: dict[str, Any], token: str) -> bool:
     found = p.store.read_json(p.work_bucket, _latest(record))
-    return found is not None and found.value["run"] == record["run"]
+    return found is not None and found.value.get("token") == token and found.value["run"] == record["run"]
 
 
-def _release_latest(p: Pipeline, record: dict[str, Any]) -> None:
+def _release_latest(p: Pipeline, record: dict[str, Any], token: str) -> None:
     mutate_json(p.store, p.work_bucket, _latest(record),
-                lambda cur: {**cur, "publishing": False} if cur and cur["run"] == record["run"]
+                lambda cur: {**cur, "publishing": False} if cur and cur.get("token") == token
                 and cur.get("publishing") else None)
 
 

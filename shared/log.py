@@ -24,7 +24,8 @@ def log(severity: str, event: str, message: str, *, run: str | None = None, job:
     if labels:
         entry["logging.googleapis.com/labels"] = labels
     entry.update(fields)
-    entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+    now = time.time()  # one reading: seconds and milliseconds from two readings could straddle a second
+    entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
     sys.stdout.buffer.write(orjson.dumps(entry, default=str) + b"\n")
     sys.stdout.flush()
 

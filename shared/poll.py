@@ -21,13 +21,18 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
     state = scheduler.read(p)
     active: dict[str, dict[str, Any]] = state["active"]
     summary = {"active": len(active), "queued": len(state["queue"]), "finished": 0, "adopted": 0, "started": 0}
+    vertex_down = False
     if active:
         jobs = _list_active(p, active)
         for qid, entry in sorted(active.items(), key=lambda kv: kv[1]["since"]):
             if entry.get("job") is None:
+                if vertex_down:
+                    continue  # one unreachable create per tick is enough; the others wait for the next
                 token = scheduler.claim_stuck(p, qid)
                 if token is not None:
-                    summary["adopted"] += scheduler.start_job(p, qid, token, adopt=True) in ("created", "found")
+                    outcome = scheduler.start_job(p, qid, token, adopt=True)
+                    summary["adopted"] += outcome in ("created", "found")
+                    vertex_down = outcome == "pending"
                 continue
             job = jobs.get(entry["job"]) or p.vertex.get(entry["job"])
             if job is None:
@@ -36,7 +41,7 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
                 job = JobInfo(name=entry["job"], state="JOB_STATE_FAILED", error_code=13,
                               error_message="the job no longer exists")
             summary["finished"] += _observe(p, qid, entry, job)
-    summary["started"] = scheduler.drain(p)
+    summary["started"] = 0 if vertex_down else scheduler.drain(p)
     if any(summary.values()):
         log.info("poll.tick", "poll: " + ", ".join(f"{k} {v}" for k, v in summary.items()), **summary)
     return summary
@@ -55,10 +60,10 @@ def _observe(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> int:
     run, part = layout.split_queue_id(qid)
     if job.state != entry.get("state"):
         log.info("job.state", f"{qid}: {entry.get('state')} -> {job.state}", run=run, job=job.job_id,
-                 part=part, state=job.state)
+                 input=entry.get("input"), part=part, state=job.state)
         if not job.terminal:
             scheduler.set_job(p, qid, state=job.state)
-    _warn_if_slow(p, qid, job)
+    _warn_if_slow(p, qid, entry, job)
     if not job.terminal:
         return 0
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
@@ -69,20 +74,22 @@ def _observe(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> int:
     scheduler.release(p, qid)
     seconds = (job.end_time - job.create_time).total_seconds() if job.end_time and job.create_time else None
     log.info("job.finished", f"{qid}: Vertex job {job.job_id} ended {job.state}", run=run, job=job.job_id,
-             part=part, state=job.state, errorCode=job.error_code, seconds=seconds)
+             input=entry.get("input"), part=part, state=job.state, errorCode=job.error_code, seconds=seconds)
     return 1
 
 
-def _warn_if_slow(p: Pipeline, qid: str, job: JobInfo) -> None:
+def _warn_if_slow(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> None:
     now = datetime.fromtimestamp(p.clock(), UTC)
     run, part = layout.split_queue_id(qid)
     if job.state == "JOB_STATE_RUNNING" and job.start_time:
         running = (now - job.start_time).total_seconds()
         if running > p.config.running_warn_seconds:
             log.warning("job.slow", f"{qid}: Vertex job {job.job_id} has been running for {running:.0f}s",
-                        run=run, job=job.job_id, part=part, state=job.state, seconds=running)
+                        run=run, job=job.job_id, input=entry.get("input"), part=part, state=job.state,
+                        seconds=running)
     elif not job.terminal and job.create_time:
         waiting = (now - job.create_time).total_seconds()
         if waiting > p.config.pending_warn_seconds:
             log.warning("job.slow", f"{qid}: Vertex job {job.job_id} has been waiting for {waiting:.0f}s",
-                        run=run, job=job.job_id, part=part, state=job.state, seconds=waiting)
+                        run=run, job=job.job_id, input=entry.get("input"), part=part, state=job.state,
+                        seconds=waiting)

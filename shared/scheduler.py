@@ -5,12 +5,13 @@ Its state is one small JSON object (state/scheduler.json) changed only by compar
 submits, polls and collects can never admit more jobs than there are slots:
 
     {"queue": ["<run>:<part>", ...],                        # FIFO, oldest first
-     "active": {"<run>:<part>": {"job": name|null, "since": epoch, "state": ...}},
+     "active": {"<run>:<part>": {"job": name|null, "since": epoch, "state": ..., "input": uri}},
      "known": {"<run>:<part>": 1}}                            # ever enqueued, until the run is done
 
 A slot is reserved (job null) before the create call and the job name recorded after it, so a function
 that dies in between leaves a reservation the poller adopts: it looks the job up by label, and creates it
-only if Vertex has none.
+only if Vertex has none. A function that gives up on an unreachable Vertex marks its reservation
+`"orphan": true`, so the next poll adopts it at once instead of after STUCK_CREATE_SECONDS.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def release(p: Pipeline, qid: str) -> None:
     _mutate(p, lambda s: (s["active"].pop(qid), s)[1] if qid in s["active"] else None)
 
 
-def set_job(p: Pipeline, qid: str, job: str | None = None, state: str | None = None) -> None:
+def set_job(p: Pipeline, qid: str, job: str | None = None, state: str | None = None,
+            input_uri: str | None = None) -> None:
+    """Record the job of a slot (and the input it serves, for the poller's log labels) or its new state."""
     def change(s):
         entry = s["active"].get(qid)
         if entry is None:
@@ -87,6 +90,8 @@ def set_job(p: Pipeline, qid: str, job: str | None = None, state: str | None = N
             new["job"] = job
         if state is not None:
             new["state"] = state
+        if input_uri is not None:
+            new["input"] = input_uri
         if new == entry:
             return None
         s["active"][qid] = new
@@ -100,8 +105,8 @@ def drain(p: Pipeline) -> int:
     created = 0
     while (reserved := _reserve(p)) is not None:
         outcome = start_job(p, *reserved, adopt=False)
-        if outcome == "throttled":
-            break
+        if outcome in ("throttled", "pending"):
+            break  # Vertex is refusing or unreachable: the next tick tries again, not the next part now
         created += outcome == "created"
     return created
 
@@ -135,9 +140,11 @@ def claim_stuck(p: Pipeline, qid: str) -> str | None:
     def change(s):
         won.clear()
         entry = s["active"].get(qid)
-        if entry is None or entry.get("job") or p.clock() - entry["since"] <= p.config.stuck_create_seconds:
+        if entry is None or entry.get("job"):
             return None
-        s["active"][qid] = {**entry, "since": p.clock(), "token": token}
+        if not entry.get("orphan") and p.clock() - entry["since"] <= p.config.stuck_create_seconds:
+            return None
+        s["active"][qid] = {**entry, "since": p.clock(), "token": token, "orphan": False}
         won.append(token)
         return s
 
@@ -211,16 +218,29 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool) -> str:
             _reject(p, qid, exc)
             return "rejected"
     if job is None:
-        # The reservation stays; the poller adopts it after STUCK_CREATE_SECONDS (find, then create).
-        log.warning("job.create_pending", f"{qid}: Vertex unreachable; the poller will adopt the reservation",
+        # The reservation stays (a create may have succeeded, so the slot is taken until we know), handed
+        # to the next poll, which finds the job by label or creates it.
+        _orphan(p, qid, token)
+        log.warning("job.create_pending", f"{qid}: Vertex unreachable; the next poll adopts the reservation",
                     run=run)
         return "pending"
-    set_job(p, qid, job=job.name, state=job.state)
+    set_job(p, qid, job=job.name, state=job.state, input_uri=record.value["input"]["uri"])
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.job_submitted(r, part, job.name) if r else None)
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
              input=record.value["input"]["uri"], part=part, rows=entry["rows"])
     return outcome
+
+
+def _orphan(p: Pipeline, qid: str, token: str) -> None:
+    def change(s):
+        entry = s["active"].get(qid)
+        if entry is None or entry.get("job") or entry.get("token") != token:
+            return None  # adopted meanwhile: the adopter owns it now
+        s["active"][qid] = {**entry, "orphan": True}
+        return s
+
+    _mutate(p, change)
 
 
 def _requeue_front(p: Pipeline, qid: str) -> None:

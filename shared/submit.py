@@ -6,7 +6,7 @@ from shared import layout, log, runstate, staging
 from shared.events import StorageObjectEvent
 from shared.pipeline import Pipeline
 from shared.progress import resume
-from shared.storage import mutate_json
+from shared.storage import change_json, mutate_json
 from shared.storage.base import ObjectMissing
 
 
@@ -64,18 +64,24 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
         return "ignored"
 
     note = _note(obj, staged)
+    new, won = change_json(p.store, cfg.output_bucket, state_name,
+                           lambda r: runstate.staged(r, parts=staged.parts, total=staged.total,
+                                                     validation=staged.validation(), note=note) if r else None)
+    if not won or new is None:
+        # A concurrent delivery finished staging first (same bytes, same parts); it logs and moves on.
+        log.info("run.duplicate", f"{obj.uri}#{obj.generation} was staged by another delivery", run=run,
+                 input=obj.uri)
+        if new is not None:
+            resume(p, new)  # idempotent; covers that delivery dying before it moves the run on
+        return "duplicate"
     if staged.failed:
         log.error("rows.failed", f"{staged.failed} of {staged.total} lines of {obj.uri} failed validation",
                   run=run, input=obj.uri, stage="validation", failed=staged.failed,
                   byReason=dict(staged.failed_by_reason), examples=staged.samples)
-    new = mutate_json(p.store, cfg.output_bucket, state_name,
-                      lambda r: runstate.staged(r, parts=staged.parts, total=staged.total,
-                                                validation=staged.validation(), note=note))
     log.info("run.staged", f"run {run}: {staged.total} rows, {staged.total - staged.failed} staged in "
              f"{len(staged.parts)} part(s)", run=run, input=obj.uri, rows=staged.total,
              failed=staged.failed, parts=len(staged.parts))
-    if new is not None:
-        resume(p, new)
+    resume(p, new)
     return "staged"
 
 

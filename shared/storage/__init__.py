@@ -1,5 +1,5 @@
 """Object storage behind a narrow interface: the core never imports google-cloud-storage directly."""
 
-from shared.storage.base import ObjectStore, Versioned, mutate_json
+from shared.storage.base import ObjectStore, Versioned, change_json, mutate_json
 
-__all__ = ["ObjectStore", "Versioned", "mutate_json"]
+__all__ = ["ObjectStore", "Versioned", "change_json", "mutate_json"]

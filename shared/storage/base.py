@@ -1,7 +1,7 @@
 """The storage interface and the compare-and-swap rule every state change goes through.
 
 State lives in the work bucket as small JSON objects changed only with generation preconditions: 0 to
-create, G to compare-and-swap. `mutate_json` is the one place that loop is written.
+create, G to compare-and-swap. `change_json` is the one place that loop is written.
 """
 
 from __future__ import annotations
@@ -87,15 +87,30 @@ def mutate_json(
     None to leave the object as it is. It may run several times, so it must be a pure function of its
     argument. Returns the value that is stored afterwards.
     """
+    return change_json(store, bucket, name, change, attempts=attempts)[0]
+
+
+def change_json(
+    store: ObjectStore,
+    bucket: str,
+    name: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    *,
+    attempts: int = 40,
+) -> tuple[dict[str, Any] | None, bool]:
+    """`mutate_json` that also says whether THIS call wrote: (value stored afterwards, wrote).
+
+    Of two deliveries racing to make the same one-way change (collect a part, finish staging), exactly one
+    gets True; the other sees `change` return None on the re-read value and must not act as the winner."""
     for attempt in range(attempts):
         current = store.read_json(bucket, name)
         base = orjson.loads(dumps(current.value)) if current else None
         new = change(base)
         if new is None:
-            return current.value if current else None
+            return (current.value if current else None), False
         generation = current.generation if current else 0
         if store.write_json(bucket, name, new, if_generation_match=generation) is not None:
-            return new
+            return new, True
         # Lost the race: back off a little (with jitter, so racing writers spread out) and re-read.
         time.sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * (0.5 + random.random()))
     raise StateConflictError(f"gs://{bucket}/{name}: still contended after {attempts} attempts")

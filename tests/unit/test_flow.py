@@ -387,3 +387,112 @@ def test_a_row_exported_as_failed_and_as_succeeded_counts_as_succeeded():
     settle(p, vertex, publisher)
     report = assert_accounting(store, "twice", [1, 2])
     assert report["rows"]["succeeded"] == 2 and report["retriedRows"] == 0 and len(vertex.jobs) == 1
+
+
+def test_a_short_vertex_outage_does_not_hold_the_slots_until_the_stuck_timeout():
+    """Creates that stay ambiguous leave an orphan reservation the next poll adopts at once; while Vertex is
+    unreachable nothing else is tried, and once it answers every part starts (STUCK_CREATE_SECONDS stays 600)."""
+    p, store, vertex, publisher = make_pipeline(MAX_ROWS_PER_JOB=1)
+    vertex.create_faults = ["ambiguous-lost"] * 12  # three functions' worth of creates fail
+    submit.handle_upload(p, upload(store, "incoming/outage.jsonl", b"\n".join(lines(3))))
+    state = scheduler.read(p)
+    assert vertex.calls.count("create") == 4  # the first part only: the others wait in the queue
+    assert len(state["queue"]) == 2
+    assert [e["orphan"] for e in state["active"].values()] == [True]
+    poll.handle_tick(p)
+    poll.handle_tick(p)
+    assert not vertex.jobs and vertex.calls.count("create") == 12 and len(scheduler.read(p)["queue"]) == 2
+    poll.handle_tick(p)  # Vertex answers again: the orphan is found-or-created, the queue drains
+    assert len(vertex.jobs) == 3 and not scheduler.read(p)["queue"]
+    settle(p, vertex, publisher)
+    assert_accounting(store, "outage", [1, 2, 3])
+    assert len(vertex.jobs) == 3
+
+
+def test_overlapping_collects_of_one_part_log_its_failures_once(monkeypatch, capsys):
+    """Two deliveries of one job-finished racing: both harvest, only the one whose state change lands logs the
+    counts (log-based metrics count each row once) and moves the run on; the other answers duplicate."""
+    p, store, vertex, publisher = make_pipeline()
+    bad = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "q9"}]}]}}'
+    submit.handle_upload(p, upload(store, "incoming/race.jsonl", b"\n".join([*lines(2), bad])))
+    rejected = 'Bad Request: {"error": {"code": 400, "message": "no", "status": "INVALID_ARGUMENT"}}'
+    vertex.run(next(iter(vertex.jobs)), outcome=lambda line: rejected if "q9" in str(line) else None)
+    poll.handle_tick(p)
+    payload = next(m[1] for m in publisher.messages if m[0] == "job-finished")
+    real_harvest = collect._harvest
+    outcomes = []
+
+    def overlapped(*args, **kwargs):
+        monkeypatch.setattr(collect, "_harvest", real_harvest)
+        # The second delivery runs to the end while the first is still reading the output.
+        outcomes.append(collect.handle_job_finished(p, collect.JobFinished.from_payload(payload)))
+        return real_harvest(*args, **kwargs)
+
+    monkeypatch.setattr(collect, "_harvest", overlapped)
+    capsys.readouterr()
+    outcomes.append(collect.handle_job_finished(p, collect.JobFinished.from_payload(payload)))
+    assert outcomes == ["collected", "duplicate"]
+    events = [orjson.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert events.count("rows.failed") == 1 and events.count("part.collected") == 1
+    assert_accounting(store, "race", [1, 2, 3])
+    assert len([m for m in publisher.messages if m[0] == "run-finished"]) == 1
+
+
+def test_a_duplicate_finalize_of_an_old_run_never_composes_over_a_newer_generation(monkeypatch):
+    """Two deliveries finalize the old run at once. The lease is held by one invocation, so the second waits
+    (OutputsBusy, redelivered later) instead of composing after the first released the lease, when the newer
+    generation may already have published."""
+    from shared import finalize as fin
+
+    p, store, vertex, publisher = make_pipeline()
+    old = upload(store, "incoming/dup.jsonl", b"\n".join(lines(1)))
+    submit.handle_upload(p, old)
+    vertex.run(next(iter(vertex.jobs)))
+    poll.handle_tick(p)
+    old_run = layout.run_id(old.bucket, old.name, old.generation)
+    real_compose = store.compose
+    busy = []
+
+    def compose_with_a_duplicate(*args, **kwargs):
+        monkeypatch.setattr(store, "compose", real_compose)
+        with pytest.raises(fin.OutputsBusy) as exc:
+            fin.finalize(p, old_run)  # the duplicate delivery, while the first one is composing
+        busy.append(str(exc.value))
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(store, "compose", compose_with_a_duplicate)
+    deliver_finished(p, publisher)
+    assert busy and "another delivery of this run" in busy[0]
+    assert_accounting(store, "dup", [1])
+    # The newer generation publishes; the duplicate's redelivery finds its run done and writes nothing.
+    new = upload(store, "incoming/dup.jsonl", b"\n".join(lines(3)))
+    submit.handle_upload(p, new)
+    settle(p, vertex, publisher)
+    fin.finalize(p, old_run)
+    report = assert_accounting(store, "dup", [1, 2, 3])
+    assert report["input"]["generation"] == str(new.generation)
+
+
+def test_the_poller_labels_job_events_with_the_input(capsys):
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/labels.jsonl", b"\n".join(lines(2))))
+    capsys.readouterr()
+    settle(p, vertex, publisher)
+    events = {e["event"]: e for e in map(orjson.loads, capsys.readouterr().out.splitlines())}
+    for name in ("job.state", "job.finished"):
+        labels = events[name]["logging.googleapis.com/labels"]
+        assert labels["input"] == "gs://in-bucket/incoming/labels.jsonl", name
+        assert labels["run"] and labels["job"], name
+
+
+def test_tallies_that_do_not_add_up_are_logged_as_an_error(capsys):
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/sum.jsonl", b"\n".join(lines(2))))
+    run = next(iter(store.list_names("out-bucket", "state/runs/")))
+    found = store.read_json("out-bucket", run)
+    store.write_json("out-bucket", run, {**found.value, "total": 3}, if_generation_match=found.generation)
+    capsys.readouterr()
+    settle(p, vertex, publisher)
+    bad = [e for e in map(orjson.loads, capsys.readouterr().out.splitlines()) if e["event"] == "run.unbalanced"]
+    assert len(bad) == 1 and bad[0]["severity"] == "ERROR"
+    assert "3 rows but 2 succeeded and 0 failed" in bad[0]["message"]
