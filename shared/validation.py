@@ -17,6 +17,10 @@ Shape rules (per line), checked first:
   part are left to Vertex (a per-row error there, not a job failure). ``systemInstruction`` gets only
   the importer rules.
 * ``bad_role``: a content's ``role``, when present and not null, must be ``"user"`` or ``"model"``.
+* ``not_array``: a repeated field of the request, when present and not null, must be an array (the
+  importer fails the whole job otherwise): ``tools``, ``safetySettings``, ``systemInstruction.parts``,
+  ``generationConfig.stopSequences`` and ``.responseModalities``, ``tools[].functionDeclarations``, in
+  camelCase or snake_case.
 
 Importer rules: Vertex loads the file with a BigQuery-style importer that fails the WHOLE job, so
 these run over the ``request`` subtree (the other top-level keys are not sent); the first problem in
@@ -69,7 +73,8 @@ import orjson
 
 __all__ = [
     "BAD_CONTENTS", "BAD_KEY_NAME", "BAD_ROLE", "EMPTY_STRUCT", "INVALID_JSON", "LINE_PREVIEW_BYTES",
-    "MAX_NESTING", "MISSING_REQUEST", "NESTED_ARRAY", "NOT_OBJECT", "NOT_UTF8", "TOO_DEEP", "TYPE_CONFLICT",
+    "MAX_NESTING", "MISSING_REQUEST", "NESTED_ARRAY", "NOT_ARRAY", "NOT_OBJECT", "NOT_UTF8", "TOO_DEEP",
+    "TYPE_CONFLICT",
     "Accepted", "LineValidator", "Rejected",
 ]
 
@@ -82,6 +87,7 @@ NOT_OBJECT = "not_object"
 MISSING_REQUEST = "missing_request"
 BAD_CONTENTS = "bad_contents"
 BAD_ROLE = "bad_role"
+NOT_ARRAY = "not_array"
 TYPE_CONFLICT = "type_conflict"
 TOO_DEEP = "too_deep"
 BAD_KEY_NAME = "bad_key_name"
@@ -274,7 +280,7 @@ class LineValidator:
             return Rejected(row, MISSING_REQUEST, f'line {row}: "request" must be an object, {got}',
                             None, _preview(raw, row), has_key, key)
 
-        problem = _check_contents(request)
+        problem = _check_contents(request) or _check_repeated(request)
         if problem is not None:
             reason, text = problem
             return Rejected(row, reason, f"line {row}: {text}", request, None, has_key, key)
@@ -444,4 +450,43 @@ def _check_contents(request: dict) -> tuple[str, str] | None:
             if not found:
                 return (BAD_CONTENTS,
                         f"request.contents[{i}].parts[{j}] has none of the data fields {_DATA_FIELDS_TEXT}")
+    return None
+
+
+# Repeated fields of GenerateContentRequest outside contents (checked above), by the object that holds them.
+_REPEATED_TOP = ("tools", "safetySettings", "safety_settings")
+_REPEATED_IN = {
+    ("systemInstruction", "system_instruction"): ("parts",),
+    ("generationConfig", "generation_config"): ("stopSequences", "stop_sequences", "responseModalities",
+                                                "response_modalities"),
+}
+_REPEATED_IN_TOOL = ("functionDeclarations", "function_declarations")
+
+
+def _not_array(where: str, value: object) -> tuple[str, str]:
+    return NOT_ARRAY, f"{where} must be an array (a repeated field), got {_json_type(value)}"
+
+
+def _check_repeated(request: dict) -> tuple[str, str] | None:
+    """Repeated fields that are not arrays: (reason, text) or None. Null is left alone (an unset field)."""
+    for name in _REPEATED_TOP:
+        value = request.get(name)
+        if value is not None and type(value) is not list:
+            return _not_array(f"request.{name}", value)
+    for holders, names in _REPEATED_IN.items():
+        for holder in holders:
+            obj = request.get(holder)
+            if type(obj) is dict:
+                for name in names:
+                    value = obj.get(name)
+                    if value is not None and type(value) is not list:
+                        return _not_array(f"request.{holder}.{name}", value)
+    tools = request.get("tools")
+    if tools:
+        for i, tool in enumerate(tools):
+            if type(tool) is dict:
+                for name in _REPEATED_IN_TOOL:
+                    value = tool.get(name)
+                    if value is not None and type(value) is not list:
+                        return _not_array(f"request.tools[{i}].{name}", value)
     return None

@@ -330,9 +330,9 @@ def test_type_conflict_between_array_items_of_one_line():
 
 def test_type_conflict_object_versus_array():
     v = LineValidator()
-    accepted(line({"request": request(tools=[{"googleSearch": {"x": 1}}])}), row=1, validator=v)
-    bad = rejected(line({"request": request(tools={"googleSearch": {"x": 1}})}), row=2, validator=v)
-    assert "type conflict at request.tools: object here (request.tools), but first seen as array on line 1" \
+    accepted(line({"request": request(extras=[{"googleSearch": {"x": 1}}])}), row=1, validator=v)
+    bad = rejected(line({"request": request(extras={"googleSearch": {"x": 1}})}), row=2, validator=v)
+    assert "type conflict at request.extras: object here (request.extras), but first seen as array on line 1" \
         in bad.message
 
 
@@ -498,7 +498,7 @@ def test_empty_arrays_are_accepted_and_type_only_the_array():
     accepted(line({"request": request(tools=[{"googleSearch": {"a": 1}}])}), row=2, validator=v)
     assert v.schema["request.tools[]"] == "object"
     bad = rejected(line({"request": request(tools="none")}), row=3, validator=v)
-    assert "first seen as array on line 1" in bad.message
+    assert bad.reason == "not_array"  # a repeated field of the request schema, whatever line 1 said
 
 
 def test_nested_array():
@@ -708,3 +708,26 @@ def test_numeric_system_instruction_is_rejected():
     bad = rejected(line({"request": req}), validator=v)
     assert bad.reason == "type_conflict"
     assert "request.systemInstruction.parts[0].text" in bad.message
+
+
+# -- repeated fields must be arrays ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "where", "got"), [
+    ({"tools": {"googleSearch": {"x": 1}}}, "request.tools", "object"),
+    ({"safety_settings": "none"}, "request.safety_settings", "string"),
+    ({"systemInstruction": {"parts": {"text": "be brief"}}}, "request.systemInstruction.parts", "object"),
+    ({"generationConfig": {"stopSequences": "END"}}, "request.generationConfig.stopSequences", "string"),
+    ({"generation_config": {"response_modalities": "TEXT"}}, "request.generation_config.response_modalities",
+     "string"),
+    ({"tools": [{"functionDeclarations": {"name": "f"}}]}, "request.tools[0].functionDeclarations", "object"),
+])
+def test_repeated_fields_must_be_arrays(extra, where, got):
+    bad = rejected(line({"request": request(**extra)}), row=6)
+    assert bad.reason == "not_array"
+    assert bad.message == f"line 6: {where} must be an array (a repeated field), got {got}"
+
+
+def test_repeated_fields_as_arrays_or_null_pass():
+    accepted(line({"request": request(tools=[{"functionDeclarations": [{"name": "f"}]}], safetySettings=None,
+                                      systemInstruction={"parts": [{"text": "be brief"}]},
+                                      generationConfig={"stopSequences": ["END"], "responseModalities": None})}))
