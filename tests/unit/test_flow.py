@@ -6,57 +6,8 @@ import orjson
 import pytest
 
 from shared import collect, layout, poll, scheduler, submit
-from shared.events import StorageObjectEvent
 from tests.unit.fakes import make_pipeline, retryable
-
-GOOD = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "q%d"}]}]}}'
-
-
-def lines(n: int, start: int = 1) -> list[bytes]:
-    return [GOOD % i for i in range(start, start + n)]
-
-
-def upload(store, name: str, body: bytes, metadata=None) -> StorageObjectEvent:
-    gen = store.put("in-bucket", name, body, metadata)
-    return StorageObjectEvent(bucket="in-bucket", name=name, generation=gen, metadata=metadata or {})
-
-
-def jsonl(store, name: str) -> list[dict]:
-    data = store.read_bytes("out-bucket", name)
-    assert data is not None, f"{name} was not written"
-    return [orjson.loads(line) for line in data.splitlines() if line]
-
-
-def deliver_finished(p, publisher, start: int = 0) -> int:
-    """Hand every job-finished message published since `start` to collect (as Pub/Sub would)."""
-    msgs = [m for m in publisher.messages[start:] if m[0] == "job-finished"]
-    for _, payload, _ in msgs:
-        collect.handle_job_finished(p, collect.JobFinished.from_payload(payload))
-    return len(publisher.messages)
-
-
-def settle(p, vertex, publisher, *, rounds: int = 10, **run_kwargs) -> None:
-    """Tick, run every active job, collect, until nothing is left."""
-    seen = 0
-    for _ in range(rounds):
-        for name, job in list(vertex.jobs.items()):
-            if job["state"] == "JOB_STATE_PENDING":
-                vertex.run(name, **run_kwargs)
-        poll.handle_tick(p)
-        seen = deliver_finished(p, publisher, seen)
-        if not scheduler.read(p)["active"] and not scheduler.read(p)["queue"]:
-            return
-
-
-def assert_accounting(store, rel: str, rows: list[int]) -> dict:
-    results = jsonl(store, layout.results_name(rel))
-    errors = jsonl(store, layout.errors_name(rel))
-    got = sorted([r["row"] for r in results] + [e["row"] for e in errors])
-    assert got == rows
-    report = orjson.loads(store.read_bytes("out-bucket", layout.report_name(rel)))
-    assert report["rows"]["total"] == len(rows) == report["rows"]["succeeded"] + report["rows"]["failed"]
-    assert report["rows"]["succeeded"] == len(results)
-    return report
+from tests.unit.flows import GOOD, assert_accounting, deliver_finished, jsonl, lines, settle, upload
 
 
 def test_happy_path_with_a_bad_line_and_a_blank_line():
