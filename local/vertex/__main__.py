@@ -1,7 +1,8 @@
 """`python -m local.vertex`: run the emulator as a process; prints its URL on one line, stops on SIGTERM/SIGINT.
 
 Start values of switches come from VERTEX_EMULATOR_<NAME> environment variables, then from
-`--<name>` flags (flags win). Exit code 0 on a clean stop, 2 on a bad flag or value.
+`--<name>` flags (flags win). Exit code 0 on a clean stop, 2 on a bad flag or value, or when the
+address cannot be bound (port in use, unknown host): one line on stderr names host:port, no traceback.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                                 project=args.project)
     except (SwitchError, ValueError) as exc:
         parser.error(str(exc))
+    except OSError as exc:
+        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+        print(f"{parser.prog}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -5,6 +5,9 @@ Supported: `state="JOB_STATE_RUNNING"`, `state!=...`, `labels.k="v"`, `labels.k:
 `create_time>"2026-01-01T00:00:00Z"` (also >=, <, <=, =, != and update_time / start_time / end_time),
 joined with `AND` (or juxtaposition), `OR`, `NOT` / `-`, and parentheses. camelCase field names are
 accepted too. Anything else is a `FilterError`, answered as 400 INVALID_ARGUMENT like the real service.
+
+The parser recurses once per parenthesis and per negation, so nesting is capped at `MAX_DEPTH`: a
+filter of thousands of `(` is a 400, not a RecursionError answered as a 500.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ _TOKEN = re.compile(r"""
     )""", re.VERBOSE)
 
 Predicate = Callable[[object], bool]
+MAX_DEPTH = 100  # parentheses and NOT / - nested inside each other
 
 
 class FilterError(ValueError):
@@ -62,6 +66,7 @@ class _Parser:
     def __init__(self, text: str):
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else (None, None)
@@ -103,19 +108,29 @@ class _Parser:
         kind, value = self.peek()
         if kind == "word" and value in ("NOT", "-"):
             self.next()
-            inner = self.unary()
+            inner = self.nested(self.unary)
             return lambda job: not inner(job)
         if kind == "word" and value.startswith("-") and len(value) > 1:
             self.tokens[self.i] = ("word", value[1:])
-            inner = self.unary()
+            inner = self.nested(self.unary)
             return lambda job: not inner(job)
         if kind == "paren" and value == "(":
             self.next()
-            inner = self.or_expr()
+            inner = self.nested(self.or_expr)
             if self.next() != ("paren", ")"):
                 raise FilterError("missing )")
             return inner
         return self.comparison()
+
+    def nested(self, parse: Callable[[], Predicate]) -> Predicate:
+        """Parse one level deeper (inside a parenthesis or a negation), refusing more than MAX_DEPTH."""
+        if self.depth >= MAX_DEPTH:
+            raise FilterError(f"nested more than {MAX_DEPTH} levels deep (parentheses and negations)")
+        self.depth += 1
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
 
     def comparison(self) -> Predicate:
         kind, field = self.next()

@@ -4,12 +4,20 @@ Stdlib `ThreadingHTTPServer` (HTTP/1.1 keep-alive, one thread per connection): n
 the SDK and the emulator, so nothing answers HTML or a traceback. Every error is
 `{"error": {"code", "message", "status"}}`.
 
-Faults apply to REST calls (not to the admin endpoint) whose kind is listed in `http_fault_calls`:
+Emulator-wide faults apply to REST calls (not to the admin endpoint) whose kind is listed in
+`http_fault_calls`:
 1. `http_error_next` / `http_error_fraction`: answer `http_error_code` and do nothing else;
 2. otherwise the call does its work (`create_500_next`: the job IS created and runs, the answer is 500);
 3. `http_hang_next` / `http_hang_fraction`: the answer is held `http_hang_seconds` AFTER the work is
    done, so a client timing out on a create leaves a real job behind, the ambiguous create the pipeline
    must resolve by label.
+Job-scoped faults come with the job's switches (labels `emulator_create_fault`, `emulator_call_fault`):
+its own create answers 429/503 (nothing created), 500 (created) or late (created); and its next
+`call_fault_next` get/cancel/delete calls answer an error (nothing done) or late (done).
+
+Request bodies are framed by Content-Length or by chunked transfer coding; a body that cannot be
+framed is answered with an error and the connection is closed, so its bytes are never parsed as the
+next request.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ _ROUTES = [
     (re.compile(rf"^/(?:v1|v1beta1)/({_PARENT}/operations/{_ID})$"), "operation"),
 ]
 ADMIN = "/emulator/v1"
+_JOB_CALLS = ("get", "cancel", "delete")  # the calls that name one job, hit by that job's call_fault
+MAX_BODY = 10 * 1024 * 1024  # create bodies are tiny; this bounds what one request can make us buffer
+_MAX_LINE = 4096  # a chunk-size line or a trailer line
+_HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
 
 
 class Api:
@@ -95,9 +107,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(body)))
-            if self.api.stopping.is_set():
-                self.send_header("Connection", "close")
-                self.close_connection = True
+            if self.api.stopping.is_set() or self.close_connection:
+                self.send_header("Connection", "close")  # also sets close_connection
             self.end_headers()
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
@@ -111,12 +122,53 @@ class Handler(BaseHTTPRequestHandler):
 
     def read_body(self) -> bytes:
         """Read the whole body up front: an answer sent with the body unread would leave it in the
-        keep-alive connection, to be parsed as the next request."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        return self.rfile.read(length) if length > 0 else b""
+        keep-alive connection, to be parsed as the next request. Raises ApiError when the body cannot
+        be framed; the caller then closes the connection."""
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            if [c.strip().lower() for c in coding.split(",")] != ["chunked"]:
+                raise ApiError("UNIMPLEMENTED", f"Transfer-Encoding {coding!r} is not supported; use chunked "
+                                                "or Content-Length.")
+            if self.headers.get("Content-Length") is not None:
+                self.close_connection = True  # both framings: chunked wins, and the connection is not reused
+            return self.read_chunked()
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not (raw.isascii() and raw.isdigit()):
+            raise ApiError("INVALID_ARGUMENT", f"Invalid Content-Length header: {raw!r}.")
+        length = int(raw)
+        if length > MAX_BODY:
+            raise _too_large()
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            raise ApiError("INVALID_ARGUMENT", "The request body ended before Content-Length bytes.")
+        return body
+
+    def read_chunked(self) -> bytes:
+        """Decode a `Transfer-Encoding: chunked` body (chunk extensions and trailers are skipped)."""
+        parts, total = [], 0
+        while True:
+            size_text = self.framing_line().split(b";", 1)[0].strip()
+            if not _HEX.match(size_text):
+                raise ApiError("INVALID_ARGUMENT", f"Malformed chunked body: bad chunk size {size_text[:20]!r}.")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY:
+                raise _too_large()
+            data = self.rfile.read(size)
+            if len(data) != size or self.framing_line().strip():
+                raise ApiError("INVALID_ARGUMENT", "Malformed chunked body: a chunk does not match its size.")
+            parts.append(data)
+        while self.framing_line().strip():  # trailer fields, up to the blank line
+            pass
+        return b"".join(parts)
+
+    def framing_line(self) -> bytes:
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE or not line.endswith(b"\n"):
+            raise ApiError("INVALID_ARGUMENT", "Malformed chunked body: a line is too long or the body ended early.")
+        return line
 
     def json_body(self, required: bool):
         raw = self.body
@@ -145,7 +197,12 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch("PUT")
 
     def dispatch(self, method: str) -> None:
-        self.body = self.read_body()
+        try:
+            self.body = self.read_body()
+        except ApiError as exc:
+            self.close_connection = True  # what is left of the body must not be read as a request
+            self.send_json(exc.http_status, exc.body())
+            return
         try:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
@@ -206,36 +263,53 @@ class Handler(BaseHTTPRequestHandler):
         faulty = api.fault_applies(call)
         if faulty and (switches.take("http_error_next") or api.roll(switches.get("http_error_fraction"))):
             raise fault_error(switches.get("http_error_code"))
-        status, payload = self.do_call(call, target, query)
+        hold = 0.0
+        if call in _JOB_CALLS:
+            fault = api.store.take_call_fault(_job_name(target))
+            if fault is not None:
+                kind, seconds = fault
+                if kind != "hang":
+                    raise fault_error(int(kind))
+                hold = seconds
+        status, payload, late = self.do_call(call, target, query)
+        hold = max(hold, late)
         if faulty and (switches.take("http_hang_next") or api.roll(switches.get("http_hang_fraction"))):
-            api.stopping.wait(switches.get("http_hang_seconds"))
+            hold = max(hold, switches.get("http_hang_seconds"))
+        if hold > 0:
+            api.stopping.wait(hold)
         return status, payload
 
-    def do_call(self, call: str, target: str, query: dict):
+    def do_call(self, call: str, target: str, query: dict) -> tuple[int, dict, float]:
+        """Do the call's work: (status, payload, seconds its own job fault holds the answer)."""
         store = self.api.store
         if call == "create":
             body = self.json_body(required=True)
-            job = store.create(target, body)
+            job = store.create(target, body)  # a refused create_fault (429/503) raises here, creating nothing
             resource = job.resource()
             self.api.runner.submit(job)
-            if self.api.switches.take("create_500_next"):
+            fault = job.settings.create_fault
+            if fault == "500" or self.api.switches.take("create_500_next"):
                 raise ApiError("INTERNAL", "Internal error encountered.")
-            return 200, resource
+            return 200, resource, job.settings.http_hang_seconds if fault == "hang" else 0.0
         if call == "list":
             jobs, token = store.list(target, query.get("filter"), query.get("pageSize"), query.get("pageToken"))
             payload = {"batchPredictionJobs": jobs}
             if token:
                 payload["nextPageToken"] = token
-            return 200, payload
+            return 200, payload, 0.0
         if call == "get":
-            return 200, store.resource(_job_name(target))
+            return 200, store.resource(_job_name(target)), 0.0
         if call == "cancel":
             self.json_body(required=False)
             store.cancel(_job_name(target))
-            return 200, {}
+            return 200, {}, 0.0
         if call == "delete":
-            return 200, store.delete(_job_name(target))
-        return 200, store.operation(target)
+            return 200, store.delete(_job_name(target)), 0.0
+        return 200, store.operation(target), 0.0
+
+
+def _too_large() -> ApiError:
+    return ApiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {MAX_BODY} bytes.")
 
 
 class Server(ThreadingHTTPServer):

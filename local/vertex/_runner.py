@@ -3,13 +3,20 @@
 Scheduling: a created job is PENDING for its `queue_latency`; then it joins a FIFO of ready jobs and
 waits for one of `workers` threads. A ready job that finds no idle worker shows QUEUED until one picks
 it up. A job still waiting `queue_timeout` seconds after creation is EXPIRED (the real service's 72 h
-rule); the `expire` fault expires it as soon as its queue latency has passed. One clock thread drives
-the timers with heaps, so thousands of waiting jobs cost nothing while they wait.
+rule); the `expire` fault with `fault_at` 0 expires it as soon as its queue latency has passed. One
+clock thread drives the timers with heaps, so thousands of waiting jobs cost nothing while they wait.
 
 Running: RUNNING -> (bucket checks, code 9) -> importer pass over the whole input (code 3) -> the rows,
 streamed a second time, answered by the offline model, exported every `export_every` rows as a shard
--> SUCCEEDED. Cancel (CANCELLING), `fail`, `cancel` and `partial` faults stop at a row boundary AFTER
-exporting every row completed so far, exactly what the pipeline must harvest.
+-> SUCCEEDED. Cancel (CANCELLING), `fail`, `cancel`, `partial` and `expire` (with `fault_at` > 0) faults
+stop at a row boundary AFTER exporting every row completed so far, exactly what the pipeline must harvest.
+
+An `expire` that hits a RUNNING job has no documented counterpart: the real service cancels a job still
+running after 24 h (use the `cancel` fault for that). It exists so a pipeline can meet EXPIRED with
+partial output; the error it carries is DEADLINE_EXCEEDED (4), the gRPC code for a time limit passed.
+
+A small input (the lines of all its files within `SMALL_INPUT` bytes) is kept from the importer pass
+for the rows, so thousands of tiny jobs do not read every file twice; a larger one is streamed again.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ log = logging.getLogger("local.vertex")
 SYSTEM_ERROR = {"code": 13, "message": "System error. Please try this operation again."}
 EXPORT_ERROR = {"code": 13, "message": "Failed to export data. Retrying may solve the problem."}
 CANCELED = {"code": 1, "message": "CANCELED"}
+EXPIRED_RUNNING = {"code": 4, "message": (
+    "The batch prediction job expired before all of its instances were processed. The predictions "
+    "completed before that were exported.")}
+SMALL_INPUT = 256 * 1024
 _PACE = 0.02  # sleep in slices of at least this many seconds when spreading run latency over rows
 
 
@@ -96,7 +107,7 @@ class Runner:
                     job = heapq.heappop(self._pending)[2]
                     if job.state not in WAITING:
                         continue
-                    if job.settings.job_fault == "expire":
+                    if job.settings.job_fault == "expire" and job.settings.fault_at == 0:
                         self._expire(job)
                         continue
                     self._ready.append(job)
@@ -163,6 +174,7 @@ class _JobRun:
         self.failed = 0
         self.total = 0
         self._files: dict[str, bool] = {}
+        self._small: list[bytes] | None = None  # the input's lines, when small enough to keep
 
     def fail(self, error: dict, stats: dict | None = None) -> None:
         self.store.transition(self.job, "JOB_STATE_FAILED", error=error, stats=stats)
@@ -192,12 +204,20 @@ class _JobRun:
     def import_check(self) -> bool:
         checker = SchemaChecker()
         line = 0
+        kept: list[bytes] | None = []
+        size = 0
         try:
             for uri in self.job.input_uris:
                 for raw in self.storage.iter_lines(uri):
                     line += 1
                     if raw.strip():
                         checker.check_line(raw, line)
+                        if kept is not None:
+                            size += len(raw) + 1
+                            if size > SMALL_INPUT:
+                                kept = None
+                            else:
+                                kept.append(raw)
                     if line % 4096 == 0 and self.check_interrupt():
                         self.finish_cancelled()
                         return False
@@ -211,10 +231,16 @@ class _JobRun:
             self.fail({"code": 3, "message": IMPORT_MESSAGE.format(detail="The input contains no instances.")})
             return False
         self.total = checker.rows
+        self._small = kept
         return True
 
     def rows(self):
-        """(row number, parsed line) for every non-blank line of every input, streamed again."""
+        """(row number, parsed line) for every non-blank line of every input: kept from the importer
+        pass when the input is small, else streamed again."""
+        if self._small is not None:
+            lines, self._small = self._small, None
+            yield from ((row, orjson.loads(raw)) for row, raw in enumerate(lines, 1))
+            return
         row = 0
         for uri in self.job.input_uris:
             for raw in self.storage.iter_lines(uri):
@@ -282,7 +308,7 @@ class _JobRun:
             stats=self.stats())
 
     def run_rows(self) -> None:
-        fault = self.s.job_fault if self.s.job_fault in ("fail", "cancel", "partial") else None
+        fault = self.s.job_fault if self.s.job_fault in ("fail", "cancel", "partial", "expire") else None
         stop_after = math.floor(self.total * self.s.fault_at) if fault else None
         per_row = self.s.run_latency / self.total
         owed = 0.0
@@ -317,6 +343,8 @@ class _JobRun:
             self.finish_cancelled()
         elif fault == "fail":
             self.fail(dict(SYSTEM_ERROR), stats=self.stats())
+        elif fault == "expire":
+            self.store.transition(self.job, "JOB_STATE_EXPIRED", error=dict(EXPIRED_RUNNING), stats=self.stats())
         else:
             self.store.transition(self.job, "JOB_STATE_PARTIALLY_SUCCEEDED", stats=self.stats())
 

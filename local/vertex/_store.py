@@ -3,7 +3,7 @@
 A `Job` holds the mutable state; every change goes through `JobStore.transition` under one lock, so a
 cancel racing the worker that finishes the job can never leave a half-updated resource. The REST view
 (`Job.resource`) follows the real resource shape: camelCase, int64 counters as strings,
-`completionStats` absent until the job runs, `incompleteCount` "-1" while unknown, RFC 3339 times.
+`completionStats` null until the job runs, `incompleteCount` "-1" while unknown, RFC 3339 times.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 
 import orjson
 
-from local.vertex._errors import ApiError
+from local.vertex._errors import ApiError, fault_error
 from local.vertex._filter import FilterError, compile_filter
 from local.vertex._gcs import parse_gs
-from local.vertex._switches import JobSettings, SwitchError, Switches
+from local.vertex._switches import REFUSED_CREATES, JobSettings, SwitchError, Switches
 
 TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
                       "JOB_STATE_PARTIALLY_SUCCEEDED"})
@@ -73,6 +73,7 @@ class Job:
     # Set on cancel and on emulator stop so a worker sleeping on this job wakes at once.
     wake: threading.Event = field(default_factory=threading.Event)
     cancel_requested: bool = False
+    call_faults_left: int = 0  # get/cancel/delete calls on this job its `call_fault` still hits
 
     @property
     def output_dir(self) -> str:
@@ -97,8 +98,8 @@ class Job:
         out["state"] = self.state
         if self.error is not None:
             out["error"] = dict(self.error)
-        if self.stats is not None:
-            out["completionStats"] = {k: str(v) for k, v in self.stats.items()}
+        # null (not absent) until the job runs, as the real resource sends it
+        out["completionStats"] = None if self.stats is None else {k: str(v) for k, v in self.stats.items()}
         out["createTime"] = fmt_time(self.create_time)
         if self.start_time:
             out["startTime"] = fmt_time(self.start_time)
@@ -182,6 +183,9 @@ class JobStore:
             settings = self._switches.job_settings(labels)
         except SwitchError as exc:
             raise ApiError("INVALID_ARGUMENT", str(exc)) from None
+        if settings.create_fault in REFUSED_CREATES:
+            # Refused like a quota or availability error: answered before anything is stored.
+            raise fault_error(int(settings.create_fault))
         with self.lock:
             job_id = self._rng.randrange(10**18, 9 * 10**18)
             while job_id in self._ids:
@@ -192,7 +196,7 @@ class JobStore:
             job = Job(name=f"{parent}/batchPredictionJobs/{job_id}", parent=parent, seq=self._seq,
                       display_name=display, model=model, model_id=model_id, input_uris=uris,
                       output_prefix=prefix, labels=labels, settings=settings, create_time=created,
-                      update_time=created)
+                      update_time=created, call_faults_left=settings.call_fault_next)
             self._jobs[job.name] = job
         return job
 
@@ -208,6 +212,16 @@ class JobStore:
         job = self.get(name)
         with self.lock:
             return job.resource()
+
+    def take_call_fault(self, name: str) -> tuple[str, float] | None:
+        """Consume one unit of the job's `call_fault`: (fault, hang seconds) when this call is one of
+        the N it hits, else None. An unknown job raises NOT_FOUND, as the call itself would."""
+        job = self.get(name)
+        with self.lock:
+            if job.settings.call_fault == "none" or job.call_faults_left <= 0:
+                return None
+            job.call_faults_left -= 1
+        return job.settings.call_fault, job.settings.http_hang_seconds
 
     def all_jobs(self) -> list[Job]:
         with self.lock:

@@ -22,6 +22,12 @@ ENV_PREFIX = "VERTEX_EMULATOR_"
 
 JOB_FAULTS = ("none", "fail", "expire", "cancel", "partial", "permission")
 HTTP_CALLS = ("create", "get", "list", "cancel", "delete")
+# What one job's own create call answers (`create_fault`): 429 and 503 refuse it (no job is created),
+# 500 creates the job and answers an error anyway, hang creates it and answers late.
+CREATE_FAULTS = ("none", "429", "503", "500", "hang")
+REFUSED_CREATES = ("429", "503")
+# What the next `call_fault_next` get/cancel/delete calls naming one job answer (`call_fault`).
+CALL_FAULTS = ("none", "429", "500", "503", "hang")
 RETRYABLE_CODES = (429, 500, 503, 504)
 
 # Models accepted by default. Override with the `models` switch (glob patterns allowed: "gemini-*").
@@ -62,9 +68,21 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          choices=RETRYABLE_CODES),
     Spec("export_every", "int", 10000, "rows per exported output shard", True, 1),
     Spec("job_fault", "choice", "none",
-         "whole-job fault: none, fail (code 13), expire, cancel, partial (PARTIALLY_SUCCEEDED), "
-         "permission (code 7)", True, choices=JOB_FAULTS),
-    Spec("fault_at", "float", 0.5, "fraction of rows exported before a fail/cancel/partial fault hits", True, 0, 1),
+         "whole-job fault: none, fail (code 13), expire (code 4 midway; in the queue with fault_at 0), cancel, "
+         "partial (PARTIALLY_SUCCEEDED), permission (code 7)", True, choices=JOB_FAULTS),
+    Spec("fault_at", "float", 0.5,
+         "fraction of rows exported before a fail/cancel/partial/expire fault hits (expire with 0: in the queue)",
+         True, 0, 1),
+    Spec("create_fault", "choice", "none",
+         "what the job's create call answers: none, 429 or 503 (refused, no job), 500 (job created, answer "
+         "500), hang (job created, answer after http_hang_seconds)", True, choices=CREATE_FAULTS),
+    Spec("call_fault", "choice", "none",
+         "what the next call_fault_next get/cancel/delete calls on the job answer: none, 429, 500 or 503 "
+         "(nothing done), hang (done, answer after http_hang_seconds)", True, choices=CALL_FAULTS),
+    Spec("call_fault_next", "int", 1, "how many get/cancel/delete calls on the job call_fault hits", True, 0),
+    Spec("http_hang_seconds", "float", 30.0,
+         "how long a hanging call waits (after doing its work); frozen per job for its create/call faults",
+         True, 0),
     # --- emulator-wide ---
     Spec("job_fault_jobs", "int", -1,
          "how many next created jobs get job_fault (-1: every job while it is set); at 0 job_fault resets", lo=-1),
@@ -77,7 +95,6 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          choices=(429, 500, 503)),
     Spec("http_hang_next", "int", 0, "the next N REST calls wait http_hang_seconds before answering", lo=0),
     Spec("http_hang_fraction", "float", 0.0, "fraction of REST calls that hang", lo=0, hi=1),
-    Spec("http_hang_seconds", "float", 30.0, "how long a hanging call waits (after doing its work)", lo=0),
     Spec("create_500_next", "int", 0, "the next N creates create the job but answer 500 INTERNAL", lo=0),
     Spec("http_fault_calls", "strs", HTTP_CALLS,
          "calls the http_error/http_hang faults apply to: create, get, list, cancel, delete",
@@ -183,6 +200,10 @@ class JobSettings:
     export_every: int = 10000
     job_fault: str = "none"
     fault_at: float = 0.5
+    create_fault: str = "none"
+    call_fault: str = "none"
+    call_fault_next: int = 1
+    http_hang_seconds: float = 30.0
     readonly_prefixes: tuple = field(default_factory=tuple)
 
 
@@ -237,19 +258,10 @@ class Switches:
         """Resolve the settings of a new job: the switches in force, overridden by `emulator_*` labels.
 
         A job-wide `job_fault` set with `job_fault_jobs` = N is consumed here, so exactly the next N
-        created jobs get it (labels can still set a fault on any job).
+        created jobs get it (labels can still set a fault on any job). Labels are checked first, and a
+        create refused by its `create_fault` consumes nothing: neither creates a job.
         """
-        with self._lock:
-            values = {name: self._values[name] for name in SPECS if SPECS[name].job}
-            values["readonly_prefixes"] = self._values["readonly_prefixes"]
-            if self._values["job_fault"] != "none" and self._values["job_fault_jobs"] != -1:
-                if self._values["job_fault_jobs"] > 0:
-                    self._values["job_fault_jobs"] -= 1
-                else:
-                    values["job_fault"] = "none"
-                if self._values["job_fault_jobs"] == 0:
-                    self._values["job_fault"] = "none"
-                    self._values["job_fault_jobs"] = -1
+        overrides = {}
         for key, raw in labels.items():
             if not key.startswith(LABEL_PREFIX):
                 continue
@@ -257,5 +269,18 @@ class Switches:
             if name not in SPECS or not SPECS[name].job:
                 allowed = ", ".join(LABEL_PREFIX + n for n, s in SPECS.items() if s.job)
                 raise SwitchError(f"unknown emulator label {key!r}; known: {allowed}")
-            values[name] = from_label(name, raw)
+            overrides[name] = from_label(name, raw)
+        with self._lock:
+            values = {name: self._values[name] for name in SPECS if SPECS[name].job}
+            values["readonly_prefixes"] = self._values["readonly_prefixes"]
+            refused = overrides.get("create_fault", values["create_fault"]) in REFUSED_CREATES
+            if self._values["job_fault"] != "none" and self._values["job_fault_jobs"] != -1 and not refused:
+                if self._values["job_fault_jobs"] > 0:
+                    self._values["job_fault_jobs"] -= 1
+                else:
+                    values["job_fault"] = "none"
+                if self._values["job_fault_jobs"] == 0:
+                    self._values["job_fault"] = "none"
+                    self._values["job_fault_jobs"] = -1
+        values.update(overrides)
         return JobSettings(**values)

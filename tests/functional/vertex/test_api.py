@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import time
+from http.client import HTTPConnection
 
 import pytest
 from google.genai import errors, types
@@ -58,14 +59,21 @@ def test_create_get_and_resource_shape(client, bucket, prefix, storage_client):
     assert len(output_lines(storage_client, done)) == 3
 
 
-def test_pending_resource_has_no_completion_stats(client, bucket, prefix):
+def test_pending_resource_has_null_completion_stats(client, emu, bucket, prefix):
     src = upload_jsonl(bucket, "in.jsonl", rows(1))
-    job = create(client, src, prefix, labels={"emulator_queue_latency": "0-4"})
-    body = raw(client, "get", job.name)
-    assert body["state"] == "JOB_STATE_PENDING"
-    assert "completionStats" not in body and "outputInfo" not in body and "startTime" not in body
+    job = create(client, src, prefix, labels={"emulator_queue_latency": "0-4", "run": "null-stats"})
+    assert job.completion_stats is None
+    status, body = http(f"{emu.url}/v1/{job.name}")  # the JSON on the wire, before any client reshapes it
+    assert status == 200 and body["state"] == "JOB_STATE_PENDING"
+    assert "completionStats" in body and body["completionStats"] is None
+    assert "outputInfo" not in body and "startTime" not in body
+    assert client.batches.get(name=job.name).completion_stats is None
+    listed = list(client.batches.list(config=types.ListBatchJobsConfig(filter='labels.run="null-stats"')))
+    assert [j.name for j in listed] == [job.name] and listed[0].completion_stats is None
+    listing = raw(client, "get", 'batchPredictionJobs?filter=labels.run%3D%22null-stats%22')
+    assert listing["batchPredictionJobs"][0]["completionStats"] is None
     running = wait_state(client, job.name, {"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"})
-    assert running.start_time is not None
+    assert running.start_time is not None and running.completion_stats is not None
 
 
 def test_running_shows_unknown_incomplete_count(client, bucket, prefix):
@@ -174,7 +182,9 @@ def test_unknown_job_and_bad_job_id(client):
 def test_invalid_labels_and_bad_destination_are_400(client, bucket, prefix):
     src = upload_jsonl(bucket, "in.jsonl", rows(1))
     for labels in ({"Bad": "x"}, {"k": "UPPER"}, {"k": "x" * 64}, {"emulator_nope": "1"},
-                   {"emulator_run_latency": "fast"}, {"emulator_job_fault": "explode"}):
+                   {"emulator_run_latency": "fast"}, {"emulator_job_fault": "explode"},
+                   {"emulator_create_fault": "418"}, {"emulator_call_fault": "404"}, {"emulator_call_fault_next": "-1"},
+                   {"emulator_http_error_next": "1"}):
         with pytest.raises(errors.ClientError) as info:
             create(client, src, prefix, labels=labels)
         assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT", labels
@@ -207,3 +217,76 @@ def test_broken_http_is_answered_in_the_json_error_shape(emu):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 501")
     assert json.loads(body)["error"]["status"] == "UNIMPLEMENTED"
+
+
+def _exchange(sock, request: bytes) -> tuple[bytes, dict, bytes]:
+    """Send one request on a raw socket and read one Content-Length framed answer:
+    (status line, headers, body)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        rest += chunk
+    return status.encode(), headers, rest[:length]
+
+
+def test_chunked_body_is_decoded_and_the_connection_stays_usable(emu, bucket, prefix):
+    src = upload_jsonl(bucket, "in.jsonl", rows(1))
+    body = json.dumps({"displayName": "chunked", "model": "publishers/google/models/gemini-2.5-flash",
+                       "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [src]}},
+                       "outputConfig": {"predictionsFormat": "jsonl",
+                                        "gcsDestination": {"outputUriPrefix": prefix}},
+                       "labels": {"run": "chunked"}}).encode()
+    conn = HTTPConnection("127.0.0.1", emu.port, timeout=5)
+    try:
+        pieces = [body[:17], body[17:60], body[60:]]
+        conn.request("POST", f"/v1/{PARENT}/batchPredictionJobs", body=iter(pieces),
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                     encode_chunked=True)
+        answer = conn.getresponse()
+        created = json.loads(answer.read())
+        assert answer.status == 200, created
+        assert created["displayName"] == "chunked" and created["labels"] == {"run": "chunked"}
+        # The same keep-alive connection answers the next request normally.
+        conn.request("GET", f"/v1/{created['name']}")
+        answer = conn.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())["name"] == created["name"]
+    finally:
+        conn.close()
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as sock:
+        # chunk extensions and trailer fields are allowed and skipped
+        chunked = (b"POST /emulator/v1/switches HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"d;ext=1\r\n{\"run_latency\r\n"
+                   b"8\r\n\": 0.25}\r\n0\r\nX-Trailer: y\r\n\r\n")
+        status, _, payload = _exchange(sock, chunked)
+        assert status.startswith(b"HTTP/1.1 200") and json.loads(payload)["run_latency"] == 0.25
+        status, _, payload = _exchange(sock, b"GET /emulator/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 200") and json.loads(payload) == {"status": "ok"}
+
+
+@pytest.mark.parametrize("framing", [
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",  # a chunk size that is not hex
+    b"Transfer-Encoding: chunked\r\n\r\n10\r\n{}\r\n0\r\n\r\n",  # a chunk shorter than its size
+    b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",  # a coding the emulator does not speak
+    b"Content-Length: many\r\n\r\n{}",
+])
+def test_unframable_body_is_an_error_and_closes_the_connection(emu, framing):
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as sock:
+        request = b"POST /emulator/v1/switches HTTP/1.1\r\nHost: x\r\n" + framing
+        status, headers, payload = _exchange(sock, request + b"GET /emulator/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        error = json.loads(payload)["error"]
+        assert status.split()[1] in (b"400", b"501") and error["status"] in ("INVALID_ARGUMENT", "UNIMPLEMENTED")
+        assert int(status.split()[1]) == error["code"] and error["message"]
+        assert headers.get("connection") == "close"
+        sock.settimeout(2)
+        assert sock.recv(65536) == b""  # closed: the bytes after the body were never parsed as a request
+    assert emu.switches()["run_latency"] == 0.0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from google.genai import errors, types
 
 from local.vertex import SPECS, SwitchError, start_server
 from tests.functional.vertex._support import (
+    PARENT,
     create,
     http,
     make_client,
@@ -88,6 +90,81 @@ def test_hanging_create_times_out_but_creates_the_job(emu, bucket, prefix):
     found = list(client.batches.list(config=types.ListBatchJobsConfig(filter='labels.run="ambiguous-timeout"')))
     assert len(found) == 1
     assert state(wait_done(client, found[0].name)) == "JOB_STATE_SUCCEEDED"
+
+
+@pytest.mark.parametrize("code, exc, status", [(429, errors.ClientError, "RESOURCE_EXHAUSTED"),
+                                               (503, errors.ServerError, "UNAVAILABLE")])
+def test_create_fault_label_refuses_the_create_and_creates_nothing(client, emu, bucket, prefix, code, exc, status):
+    src = upload_jsonl(bucket, "in.jsonl", rows(1))
+    emu.set_switches(job_fault="fail", job_fault_jobs=1)
+    run = f"refused-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(exc) as info:
+        create(client, src, prefix, labels={"emulator_create_fault": str(code), "run": run})
+    assert info.value.code == code and info.value.status == status
+    assert list(client.batches.list(config=types.ListBatchJobsConfig(filter=f'labels.run="{run}"'))) == []
+    assert emu.switches()["job_fault_jobs"] == 1  # the refused create consumed nothing
+    job = create(client, src, prefix, labels={"run": run})  # the same create without the label goes through
+    assert state(wait_done(client, job.name)) == "JOB_STATE_FAILED"  # and it is the one that got the fault
+
+
+def test_create_fault_label_500_creates_the_job(client, bucket, prefix):
+    src = upload_jsonl(bucket, "in.jsonl", rows(2))
+    run = f"label-500-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(errors.ServerError) as info:
+        create(client, src, prefix, labels={"emulator_create_fault": "500", "run": run})
+    assert info.value.code == 500 and info.value.status == "INTERNAL"
+    found = list(client.batches.list(config=types.ListBatchJobsConfig(filter=f'labels.run="{run}"')))
+    assert len(found) == 1
+    assert state(wait_done(client, found[0].name)) == "JOB_STATE_SUCCEEDED"
+    assert state(client.batches.get(name=found[0].name)) == "JOB_STATE_SUCCEEDED"  # get is not affected
+
+
+def test_create_fault_label_hang_creates_then_answers_late(client, emu, bucket, prefix):
+    src = upload_jsonl(bucket, "in.jsonl", rows(1))
+    run = f"label-hang-{uuid.uuid4().hex[:8]}"
+    impatient = make_client(emu.url, timeout_ms=300)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        create(impatient, src, prefix, labels={"emulator_create_fault": "hang", "emulator_http_hang_seconds": "1-5",
+                                               "run": run})
+    assert "Timeout" in type(info.value).__name__ and time.monotonic() - started < 1.4
+    found = list(client.batches.list(config=types.ListBatchJobsConfig(filter=f'labels.run="{run}"')))
+    assert len(found) == 1 and state(wait_done(client, found[0].name)) == "JOB_STATE_SUCCEEDED"
+    started = time.monotonic()  # a patient client gets the job, late
+    job = create(client, src, prefix + "-2", labels={"emulator_create_fault": "hang",
+                                                     "emulator_http_hang_seconds": "0-3"})
+    assert time.monotonic() - started >= 0.3 and job.name.startswith(PARENT)
+    assert emu.switches()["http_hang_seconds"] == 30.0  # the label set it for that job only
+
+
+@pytest.mark.parametrize("code, exc", [(429, errors.ClientError), (500, errors.ServerError),
+                                       (503, errors.ServerError)])
+def test_call_fault_label_fails_the_next_calls_on_that_job(client, bucket, prefix, code, exc):
+    src = upload_jsonl(bucket, "in.jsonl", rows(1))
+    job = create(client, src, prefix, labels={"emulator_call_fault": str(code), "emulator_call_fault_next": "2",
+                                              "emulator_queue_latency": "5"})
+    other = create(client, src, prefix + "-other", labels={"emulator_queue_latency": "5"})
+    with pytest.raises(exc) as info:
+        client.batches.get(name=job.name)
+    assert info.value.code == code and info.value.details["error"]["code"] == code
+    assert state(client.batches.get(name=other.name)) == "JOB_STATE_PENDING"  # other jobs are not hit
+    with pytest.raises(exc):
+        client.batches.cancel(name=job.name)
+    assert state(client.batches.get(name=job.name)) == "JOB_STATE_PENDING"  # the failed cancel did nothing
+    client.batches.cancel(name=job.name)
+    assert state(client.batches.get(name=job.name)) == "JOB_STATE_CANCELLED"
+    client.batches.cancel(name=other.name)
+
+
+def test_call_fault_label_hang_does_the_work_then_answers_late(client, emu, bucket, prefix):
+    src = upload_jsonl(bucket, "in.jsonl", rows(1))
+    job = create(client, src, prefix, labels={"emulator_call_fault": "hang", "emulator_http_hang_seconds": "1",
+                                              "emulator_queue_latency": "5"})
+    impatient = make_client(emu.url, timeout_ms=200)
+    with pytest.raises(Exception) as info:
+        impatient.batches.cancel(name=job.name)
+    assert "Timeout" in type(info.value).__name__
+    assert state(client.batches.get(name=job.name)) == "JOB_STATE_CANCELLED"  # the timed-out cancel was done
 
 
 def test_hang_fraction_delays_answers(client, emu):

@@ -119,6 +119,24 @@ def test_bad_filter_is_invalid_argument(listing, flt):
     assert info.value.message.startswith("Invalid filter")
 
 
+@pytest.mark.parametrize("flt", ["(" * 5000 + 'state="JOB_STATE_FAILED"' + ")" * 5000,
+                                 "(" * 5000, "NOT " * 3000 + "labels:run", "-" * 3000 + "labels:run",
+                                 "(" * 101 + 'state="JOB_STATE_FAILED"' + ")" * 101])
+def test_deeply_nested_filter_is_invalid_argument(listing, flt):
+    client, _ = listing
+    with pytest.raises(errors.ClientError) as info:
+        list(client.batches.list(config=types.ListBatchJobsConfig(filter=flt)))
+    assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
+    assert info.value.details == {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": (
+        "Invalid filter: nested more than 100 levels deep (parentheses and negations)")}}
+
+
+def test_nesting_up_to_the_cap_is_fine(listing):
+    client, _ = listing
+    assert names(client, "(" * 100 + 'state="JOB_STATE_FAILED"' + ")" * 100) == {"beta-2"}
+    assert names(client, "NOT " * 99 + "labels:run") == {"beta-2", "gamma", "delta", "alpha-2"}
+
+
 @pytest.mark.parametrize("token", ["garbage", "eyJzIjogMX0", "eyJzIjoxLCJmIjoieCJ9"])
 def test_bad_page_token_is_invalid_argument(listing, token):
     client, _ = listing

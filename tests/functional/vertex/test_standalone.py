@@ -52,3 +52,16 @@ def test_bad_flag_value_exits_2():
     proc = subprocess.run([sys.executable, "-m", "local.vertex", "--run-latency", "soon"], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "run_latency" in proc.stderr and proc.stdout == ""
+
+
+def test_port_in_use_exits_2_with_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "local.vertex", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                              timeout=30)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -54,11 +54,28 @@ def test_queued_job_expires_after_queue_timeout(one_worker, bucket, prefix):
     client.batches.cancel(name=blocker.name)
 
 
-def test_expire_fault(client, bucket, prefix):
+def test_expire_fault_at_0_expires_in_the_queue(client, bucket, prefix):
     src = upload_jsonl(bucket, "in.jsonl", rows(2))
-    job = create(client, src, prefix, labels={"emulator_job_fault": "expire", "emulator_queue_latency": "0-1"})
+    job = create(client, src, prefix, labels={"emulator_job_fault": "expire", "emulator_fault_at": "0",
+                                              "emulator_queue_latency": "0-1"})
     done = wait_done(client, job.name)
     assert state(done) == "JOB_STATE_EXPIRED" and done.start_time is None and done.completion_stats is None
+    assert done.output_info is None
+
+
+def test_expire_fault_midway_exports_part(client, bucket, prefix, storage_client):
+    src = upload_jsonl(bucket, "in.jsonl", rows(10))
+    job = create(client, src, prefix, labels={"emulator_job_fault": "expire", "emulator_fault_at": "0-4",
+                                              "emulator_export_every": "3"})
+    done = wait_done(client, job.name)
+    assert state(done) == "JOB_STATE_EXPIRED" and done.start_time is not None
+    assert done.error.code == 4 and "expired" in done.error.message
+    lines = output_lines(storage_client, done)
+    assert sorted(line["custom_id"] for line in lines) == ["q0", "q1", "q2", "q3"]
+    assert output_files(storage_client, done) == ["predictions-00001.jsonl", "predictions.jsonl"]
+    stats = done.completion_stats
+    assert (stats.successful_count, stats.failed_count, stats.incomplete_count) == (4, 0, 6)
+    assert stats.successful_count + stats.failed_count + stats.incomplete_count == 10
 
 
 def test_fail_fault_keeps_the_rows_exported_before_it(client, bucket, prefix, storage_client):
@@ -154,7 +171,7 @@ GOOD = {"custom_id": "a", "request": {"contents": [{"role": "user", "parts": [{"
 
 @pytest.mark.parametrize("bad, detail", [
     ({"custom_id": 7, "request": GOOD["request"]}, "changed type from STRING to INTEGER"),
-    ({"custom_id": "000000", "request": {"contents": "not a list"}}, "changed type from ARRAY to STRING"),
+    ({"custom_id": "b", "request": {"contents": "not a list"}}, "changed type from ARRAY to STRING"),
     ({**GOOD, "extra": {"x": _deep(15)}}, "Schema nested too deeply, at least 16"),
     ({**GOOD, "meta": {"bad key": 1}}, 'Invalid field name "bad key"'),
     ({**GOOD, "$defs": 1}, 'Invalid field name "$defs"'),
@@ -171,6 +188,30 @@ def test_importer_rules_fail_the_whole_job(client, bucket, prefix, storage_clien
     assert done.error.message.startswith("Failed to import data. Please check 'Prepare input' section")
     assert detail in done.error.message and "input line 3" in done.error.message
     assert output_files(storage_client, done) == []  # no row ran
+
+
+@pytest.mark.parametrize("first, second, numeric, detail", [
+    ("000000", "abc", "000000", "changed type from INTEGER to STRING"),
+    ("abc", "000000", "000000", "changed type from STRING to INTEGER"),
+    ("-2.50", "x1", "-2.50", "changed type from FLOAT to STRING"),
+])
+def test_numeric_looking_strings_are_numbers_to_the_importer(client, bucket, prefix, storage_client, first, second,
+                                                             numeric, detail):
+    """The importer coerces a string of digits to a number, so it cannot share a path with a real string."""
+    lines = [{"id": first, **GOOD}, {"id": second, **GOOD}]
+    done = wait_done(client, create(client, upload_jsonl(bucket, "in.jsonl", lines), prefix).name)
+    assert state(done) == "JOB_STATE_FAILED" and done.error.code == 3
+    message = done.error.message
+    assert f"Field id has {detail}" in message and "input line 2" in message
+    assert f'numeric-looking string "{numeric}"' in message
+    assert output_files(storage_client, done) == []
+
+
+@pytest.mark.parametrize("values", [("000000", 7), ("000000", "42", 1.5, "-3.25"), (7, "000000"), ("1.5", 2)])
+def test_numeric_looking_strings_share_a_path_with_numbers(client, bucket, prefix, values):
+    lines = [{"id": value, **GOOD} for value in values]
+    done = wait_done(client, create(client, upload_jsonl(bucket, "in.jsonl", lines), prefix).name)
+    assert state(done) == "JOB_STATE_SUCCEEDED" and done.completion_stats.successful_count == len(values)
 
 
 def test_compatible_types_pass_the_importer(client, bucket, prefix, storage_client):
