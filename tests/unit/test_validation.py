@@ -64,12 +64,20 @@ def test_accepted_carries_the_request_unchanged():
     assert ok == Accepted(row=7, request=req, has_key=True, key="k1")
 
 
-# The prompt text paths the request schema types before any line is read.
-SCHEMA_FIXED = {
-    "request.contents[].parts[].text": "string",
-    "request.systemInstruction.parts[].text": "string",
-    "request.system_instruction.parts[].text": "string",
-}
+# The paths whose type the request schema fixes before any line is read: what a fresh schema holds.
+SCHEMA_FIXED = dict(LineValidator().schema)
+
+
+def test_a_fresh_schema_holds_the_types_the_request_schema_fixes():
+    texts = ["request.contents[].parts[].text", "request.systemInstruction.parts[].text",
+             "request.system_instruction.parts[].text"]
+    arrays = ["request.tools", "request.safetySettings", "request.safety_settings",
+              "request.systemInstruction.parts", "request.system_instruction.parts",
+              "request.tools[].functionDeclarations", "request.tools[].function_declarations"]
+    arrays += [f"request.{holder}.{name}" for holder in ("generationConfig", "generation_config")
+               for name in ("stopSequences", "stop_sequences", "responseModalities", "response_modalities")]
+    fixed = dict(LineValidator().schema)
+    assert fixed == {**dict.fromkeys(texts, "string"), **dict.fromkeys(arrays, "array")}
 
 
 def test_schema_is_read_only():
@@ -498,7 +506,7 @@ def test_empty_arrays_are_accepted_and_type_only_the_array():
     accepted(line({"request": request(tools=[{"googleSearch": {"a": 1}}])}), row=2, validator=v)
     assert v.schema["request.tools[]"] == "object"
     bad = rejected(line({"request": request(tools="none")}), row=3, validator=v)
-    assert bad.reason == "not_array"  # a repeated field of the request schema, whatever line 1 said
+    assert "but the request schema makes this field an array" in bad.message
 
 
 def test_nested_array():
@@ -712,19 +720,24 @@ def test_numeric_system_instruction_is_rejected():
 
 # -- repeated fields must be arrays ----------------------------------------------------------------
 
-@pytest.mark.parametrize(("extra", "where", "got"), [
-    ({"tools": {"googleSearch": {"x": 1}}}, "request.tools", "object"),
-    ({"safety_settings": "none"}, "request.safety_settings", "string"),
-    ({"systemInstruction": {"parts": {"text": "be brief"}}}, "request.systemInstruction.parts", "object"),
-    ({"generationConfig": {"stopSequences": "END"}}, "request.generationConfig.stopSequences", "string"),
+@pytest.mark.parametrize(("extra", "path", "where", "got"), [
+    ({"tools": {"googleSearch": {"x": 1}}}, "request.tools", "request.tools", "object"),
+    ({"safety_settings": "none"}, "request.safety_settings", "request.safety_settings", "string"),
+    ({"systemInstruction": {"parts": {"text": "be brief"}}}, "request.systemInstruction.parts",
+     "request.systemInstruction.parts", "object"),
+    ({"generationConfig": {"stopSequences": "END"}}, "request.generationConfig.stopSequences",
+     "request.generationConfig.stopSequences", "string"),
     ({"generation_config": {"response_modalities": "TEXT"}}, "request.generation_config.response_modalities",
-     "string"),
-    ({"tools": [{"functionDeclarations": {"name": "f"}}]}, "request.tools[0].functionDeclarations", "object"),
+     "request.generation_config.response_modalities", "string"),
+    ({"tools": [{"functionDeclarations": {"name": "f"}}]}, "request.tools[].functionDeclarations",
+     "request.tools[0].functionDeclarations", "object"),
 ])
-def test_repeated_fields_must_be_arrays(extra, where, got):
+def test_repeated_fields_must_be_arrays_even_on_the_first_line(extra, path, where, got):
     bad = rejected(line({"request": request(**extra)}), row=6)
-    assert bad.reason == "not_array"
-    assert bad.message == f"line 6: {where} must be an array (a repeated field), got {got}"
+    assert bad.reason == "type_conflict"
+    assert bad.message == (
+        f"line 6: type conflict at {path}: {got} here ({where}), but the request schema makes this field an "
+        "array; Vertex needs one type per key path for the whole file")
 
 
 def test_repeated_fields_as_arrays_or_null_pass():
