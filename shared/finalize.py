@@ -48,7 +48,14 @@ def finalize(p: Pipeline, run: str) -> None:
         # (the report still goes out: its numbers and the files are what the operator needs to look at).
         log.error("run.unbalanced", f"run {run}: {rows['total']} rows but {rows['succeeded']} succeeded and "
                   f"{rows['failed']} failed", run=run, input=record["input"]["uri"], rows=rows)
-    if not _still_holding(p, record, token):
+    holder = _holder(p, record)
+    if holder.get("token") != token:
+        if holder.get("run") == run:
+            # Our lease expired and another delivery of this run took over: it writes the report and marks
+            # the run done; doing either here could contradict it.
+            log.warning("run.lease_lost", f"run {run}: another delivery took over the outputs", run=run,
+                        input=record["input"]["uri"])
+            return
         log.warning("run.superseded", f"run {run}: overtaken by a newer generation while finishing",
                     run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
@@ -59,7 +66,8 @@ def finalize(p: Pipeline, run: str) -> None:
 
 
 class OutputsBusy(TransientError):
-    """An older generation of the same input is still writing its outputs: try again later."""
+    """Another invocation (an older generation of the same input, or a duplicate delivery of this run) is
+    still writing its outputs: try again later."""
 
 
 # A publishing lease older than this belongs to an invocation that died while writing (it outlives the
@@ -86,9 +94,10 @@ def _claim_latest(p: Pipeline, record: dict[str, Any], generation: int, token: s
     return stored is not None and stored.get("token") == token
 
 
-def _still_holding(p: Pipeline, record: dict[str, Any], token: str) -> bool:
+def _holder(p: Pipeline, record: dict[str, Any]) -> dict[str, Any]:
+    """The publishing lease as it stands ({} when there is none)."""
     found = p.store.read_json(p.work_bucket, _latest(record))
-    return found is not None and found.value.get("token") == token and found.value["run"] == record["run"]
+    return found.value if found else {}
 
 
 def _release_latest(p: Pipeline, record: dict[str, Any], token: str) -> None:

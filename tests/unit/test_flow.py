@@ -447,3 +447,29 @@ def test_tallies_that_do_not_add_up_are_logged_as_an_error(capsys):
     bad = [e for e in map(orjson.loads, capsys.readouterr().out.splitlines()) if e["event"] == "run.unbalanced"]
     assert len(bad) == 1 and bad[0]["severity"] == "ERROR"
     assert "3 rows but 2 succeeded and 0 failed" in bad[0]["message"]
+
+
+def test_a_delivery_whose_lease_was_taken_over_by_its_own_run_leaves_the_finish_to_it(monkeypatch):
+
+    p, store, vertex, publisher = make_pipeline()
+    event = upload(store, "incoming/over.jsonl", b"\n".join(lines(1)))
+    submit.handle_upload(p, event)
+    vertex.run(next(iter(vertex.jobs)))
+    poll.handle_tick(p)
+    run = layout.run_id(event.bucket, event.name, event.generation)
+    pointer = layout.latest_name("in-bucket", "incoming/over.jsonl")
+    real_compose = store.compose
+
+    def stall_past_the_lease(*args, **kwargs):
+        monkeypatch.setattr(store, "compose", real_compose)
+        # This delivery stalls past the lease; another delivery of the same run takes the lease over.
+        cur = store.read_json("out-bucket", pointer)
+        store.write_json("out-bucket", pointer, {**cur.value, "token": "the-other-delivery"},
+                         if_generation_match=cur.generation)
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(store, "compose", stall_past_the_lease)
+    deliver_finished(p, publisher)
+    assert store.read_bytes("out-bucket", "reports/over.json") is None  # left to the lease holder
+    assert store.read_json("out-bucket", layout.run_state_name(run)).value["state"] == "finalizing"
+    assert not [m for m in publisher.messages if m[0] == "run-finished"]
