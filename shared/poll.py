@@ -81,8 +81,9 @@ def _observe(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> int:
 def _warn_if_slow(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> None:
     now = datetime.fromtimestamp(p.clock(), UTC)
     run, part = layout.split_queue_id(qid)
-    if job.state == "JOB_STATE_RUNNING" and job.start_time:
-        running = (now - job.start_time).total_seconds()
+    if job.state == "JOB_STATE_RUNNING" and (job.start_time or job.create_time):
+        # Vertex sets startTime at the first RUNNING; without it, the create time is the safe lower bound.
+        running = (now - (job.start_time or job.create_time)).total_seconds()
         if running > p.config.running_warn_seconds:
             log.warning("job.slow", f"{qid}: Vertex job {job.job_id} has been running for {running:.0f}s",
                         run=run, job=job.job_id, input=entry.get("input"), part=part, state=job.state,

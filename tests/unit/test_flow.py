@@ -473,3 +473,20 @@ def test_a_delivery_whose_lease_was_taken_over_by_its_own_run_leaves_the_finish_
     assert store.read_bytes("out-bucket", "reports/over.json") is None  # left to the lease holder
     assert store.read_json("out-bucket", layout.run_state_name(run)).value["state"] == "finalizing"
     assert not [m for m in publisher.messages if m[0] == "run-finished"]
+
+
+def test_a_running_job_without_a_start_time_is_measured_against_the_running_threshold(capsys):
+    from datetime import UTC, datetime, timedelta
+
+    p, store, vertex, publisher = make_pipeline(PENDING_WARN_SECONDS=60, RUNNING_WARN_SECONDS=600)
+    submit.handle_upload(p, upload(store, "incoming/run.jsonl", b"\n".join(lines(1))))
+    job = vertex.jobs[next(iter(vertex.jobs))]
+    job["state"] = "JOB_STATE_RUNNING"
+    job["created"] = datetime.fromtimestamp(p.clock(), UTC) - timedelta(seconds=120)
+    capsys.readouterr()
+    poll.handle_tick(p)
+    assert '"job.slow"' not in capsys.readouterr().out  # 120 s running is under the running threshold
+    job["created"] -= timedelta(seconds=600)
+    poll.handle_tick(p)
+    slow = [orjson.loads(x) for x in capsys.readouterr().out.splitlines() if '"job.slow"' in x]
+    assert len(slow) == 1 and "running" in slow[0]["message"]
