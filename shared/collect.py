@@ -99,7 +99,7 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     new, won = change_json(p.store, bucket, layout.run_state_name(msg.run),
                            lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
                                                              retry_part if retry else None) if r else None)
-    if not won or new is None:
+    if not won:
         # A concurrent delivery collected this part first (its part files are the same bytes as ours). It
         # logs the counts, so the log-based metrics count each row once; moving the run on is idempotent,
         # and done here too in case that delivery dies before it does.

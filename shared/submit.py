@@ -67,7 +67,7 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     new, won = change_json(p.store, cfg.output_bucket, state_name,
                            lambda r: runstate.staged(r, parts=staged.parts, total=staged.total,
                                                      validation=staged.validation(), note=note) if r else None)
-    if not won or new is None:
+    if not won:
         # A concurrent delivery finished staging first (same bytes, same parts); it logs and moves on.
         log.info("run.duplicate", f"{obj.uri}#{obj.generation} was staged by another delivery", run=run,
                  input=obj.uri)

@@ -348,7 +348,10 @@ class LineValidator:
             raise
 
     def _array(self, arr: list, node: _Node, level: int) -> None:
-        """Walk a non-empty array held by an object at ``level`` (arrays do not add a level)."""
+        """Walk a non-empty array held by an object at ``level`` (arrays do not add a level).
+
+        The type steps repeat ``_object``'s on purpose: a helper call per value costs about a fifth of the
+        validation time."""
         item = node.item
         if item is None:
             item = node.item = _Node(node.path + "[]")
