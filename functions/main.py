@@ -1,4 +1,4 @@
-"""The three Cloud Functions' entry points (deployed as they are, and served locally by functions-framework).
+"""The four Cloud Functions' entry points (deployed as they are, and served locally by functions-framework).
 
 Configuration is read once, at import: a bad environment fails the instance at start, naming the variable.
 """
@@ -27,3 +27,9 @@ def poll(cloud_event):
 def collect(cloud_event):
     """A job-finished message."""
     handlers.on_job_finished(PIPELINE, cloud_event)
+
+
+@functions_framework.cloud_event
+def reconcile(cloud_event):
+    """A Cloud Scheduler tick through Pub/Sub: drive every unfinished run forward from stored state."""
+    handlers.on_reconcile(PIPELINE, cloud_event)

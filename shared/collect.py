@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared import joining, layout, log, runstate
+from shared import joining, layout, log, lost_input, runstate
 from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
@@ -56,11 +56,15 @@ class _Tally:
     by_stage: Counter[str] = field(default_factory=Counter)
     by_reason: Counter[str] = field(default_factory=Counter)
     tokens: Counter[str] = field(default_factory=Counter)
+    note: str | None = None
 
     def outcome(self, msg: JobFinished) -> dict[str, Any]:
-        return {"succeeded": self.succeeded, "retried": self.retried, "failedByStage": dict(self.by_stage),
+        done = {"succeeded": self.succeeded, "retried": self.retried, "failedByStage": dict(self.by_stage),
                 "failedByReason": dict(self.by_reason), "tokens": dict(self.tokens), "jobState": msg.state,
                 "jobError": msg.error, "job": msg.job}
+        if self.note:
+            done["note"] = self.note
+        return done
 
 
 def _job_failure(msg: JobFinished) -> joining.Failure:
@@ -91,14 +95,18 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     with ExitStack() as stack:
         results = stack.enter_context(p.store.open_write(bucket, layout.part_results_name(msg.run, msg.part)))
         seen = _harvest(p, msg, attempt, results, failures, tally)
+        p.checkpoint("collect.harvesting")  # a crash here leaves the part's files unwritten
         errors = stack.enter_context(p.store.open_write(bucket, layout.part_errors_name(msg.run, msg.part)))
-        retry_rows, retry_bytes = _settle(p, msg, attempt, max_attempts, seen, failures, errors, stack,
+        retry_rows, retry_bytes = _settle(p, record, msg, attempt, max_attempts, seen, failures, errors, stack,
                                           retry_part, tally)
+    p.checkpoint("collect.written")
 
-    retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes) if retry_rows else None
+    retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes, since=p.clock(),
+                              first_row=part.get("firstRow"), last_row=part.get("lastRow")) if retry_rows else None
     new, won = change_json(p.store, bucket, layout.run_state_name(msg.run),
                            lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
-                                                             retry_part if retry else None) if r else None)
+                                                             retry_part if retry else None, p.clock())
+                           if r else None)
     if not won:
         # A concurrent delivery collected this part first (its part files are the same bytes as ours). It
         # logs the counts, so the log-based metrics count each row once; moving the run on is idempotent,
@@ -164,19 +172,42 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
     return seen
 
 
-def _settle(p: Pipeline, msg: JobFinished, attempt: int, max_attempts: int, seen: set[int],
-            failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack, retry_part: str,
-            tally: _Tally) -> tuple[int, int]:
+def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack,
+                  tally: _Tally) -> tuple[Any, joining.Failure | None]:
+    """The part's staged lines, and the failure that replaces the job's for rows that did not come back
+    when they cannot be sent again (None: the usual rules apply)."""
+    staged = layout.staged_name(msg.run, msg.part)
+    try:
+        return iter_lines(stack.enter_context(p.store.open_read(p.work_bucket, staged))), None
+    except ObjectMissing:
+        pass
+    rebuilt = lost_input.restaged_lines(p, record, msg.part, stack)
+    if rebuilt is not None:
+        tally.note = (f"the staged input of part {msg.part} was gone (expired or deleted); its rows were "
+                      f"staged again from {record['input']['uri']}")
+        log.warning("run.repaired", f"{msg.run}/{msg.part}: {tally.note}", run=msg.run, part=msg.part,
+                    repair="restage_part", input=record["input"]["uri"])
+        return rebuilt, None
+    tally.note = (f"the staged input of part {msg.part} and the input {record['input']['uri']} are both gone "
+                  "(expired or deleted): its rows that did not come back cannot be sent again")
+    log.error("rows.failed", f"{msg.run}/{msg.part}: {tally.note}", run=msg.run, part=msg.part,
+              input=record["input"]["uri"], stage="missing")
+    return lost_input.unknown_rows(p, record, msg.part), joining.Failure(
+        0, 404, "NOT_FOUND", tally.note + (" (the row number may name a blank line of the input)"), False)
+
+
+def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int, max_attempts: int,
+            seen: set[int], failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
+            retry_part: str, tally: _Tally) -> tuple[int, int]:
     """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file."""
     job_failure = _job_failure(msg)
     missing_stage = "job" if msg.state == "JOB_STATE_FAILED" else "missing"
     retry_writer: IO[bytes] | None = None
     retry_rows = retry_bytes = 0
-    try:
-        source = stack.enter_context(p.store.open_read(p.work_bucket, layout.staged_name(msg.run, msg.part)))
-    except ObjectMissing:
-        raise BadEventError(f"staged input of {msg.run}/{msg.part} is gone") from None
-    for raw in iter_lines(source):
+    lines, lost = _staged_lines(p, record, msg, stack, tally)
+    if lost is not None:
+        job_failure, missing_stage = lost, "missing"
+    for raw in lines:
         if not raw:
             continue
         record = orjson.loads(raw)
@@ -184,7 +215,7 @@ def _settle(p: Pipeline, msg: JobFinished, attempt: int, max_attempts: int, seen
         if row in seen and row not in failures:
             continue  # succeeded
         failure, stage = (failures[row], "prediction") if row in seen else (job_failure, missing_stage)
-        if failure.retryable and attempt < max_attempts:
+        if failure.retryable and attempt < max_attempts and lost is None:
             if retry_writer is None:
                 retry_writer = stack.enter_context(
                     p.store.open_write(p.work_bucket, layout.staged_name(msg.run, retry_part)))

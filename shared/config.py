@@ -36,13 +36,24 @@ class Config:
     run_finished_topic: str = "run-finished"
     vertex_base_url: str | None = None
     pipeline_label: str = "gemini-batch-pipeline"
+    uploads_topic: str = "uploads"
     pending_warn_seconds: int = 3 * 3600
     running_warn_seconds: int = 12 * 3600
+    # The functions' timeout (540 s in the cloud for work a push starts, tens of seconds on the local cloud).
+    # Every lease and deadline derives from it (see `deadline_seconds`), so the local cloud heals in seconds
+    # while the cloud never takes a slow invocation for a dead one.
+    function_timeout_seconds: int = 540
     # A job reservation without a Vertex job name older than this is adopted by the poller: the function
-    # that made it died between reserving the slot and recording the job. Well above the worst case of one
-    # start_job (4 creates with a 60 s timeout each, plus back-off), so a slow creator is not mistaken for
-    # a dead one.
-    stuck_create_seconds: int = 600
+    # that made it died between reserving the slot and recording the job. None: `deadline_seconds`.
+    stuck_create_seconds: int | None = None
+    # Vertex allows 60 job creations per minute per region; the scheduler stays under this.
+    max_creates_per_minute: int = 60
+    # 401/403 at create is retried this long (IAM changes take minutes to propagate), then the rows fail.
+    permission_grace_seconds: int = 900
+    # Pull subscriptions on the dead-letter topics that the reconciliation reads, reports and repairs.
+    dead_letter_subscriptions: tuple[str, ...] = ()
+    # Unfinished runs the reconciliation visits per tick (it resumes where it stopped on the next tick).
+    reconcile_batch: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -66,11 +77,30 @@ class Config:
             pipeline_label=reader.label("PIPELINE_LABEL", _default("pipeline_label")),
             pending_warn_seconds=reader.integer("PENDING_WARN_SECONDS", _default("pending_warn_seconds"), 1, 10**7),
             running_warn_seconds=reader.integer("RUNNING_WARN_SECONDS", _default("running_warn_seconds"), 1, 10**7),
-            stuck_create_seconds=reader.integer("STUCK_CREATE_SECONDS", _default("stuck_create_seconds"), 1, 10**6),
+            uploads_topic=reader.text("UPLOADS_TOPIC", _default("uploads_topic")),
+            function_timeout_seconds=reader.integer("FUNCTION_TIMEOUT_SECONDS", _default("function_timeout_seconds"),
+                                                    5, 3600),
+            stuck_create_seconds=reader.optional_integer("STUCK_CREATE_SECONDS", 1, 10**6),
+            max_creates_per_minute=reader.integer("MAX_CREATES_PER_MINUTE", _default("max_creates_per_minute"),
+                                                  1, 10_000),
+            permission_grace_seconds=reader.integer("PERMISSION_GRACE_SECONDS",
+                                                    _default("permission_grace_seconds"), 0, 10**6),
+            dead_letter_subscriptions=reader.names("DEAD_LETTER_SUBSCRIPTIONS"),
+            reconcile_batch=reader.integer("RECONCILE_BATCH", _default("reconcile_batch"), 1, 100_000),
         )
         if cfg.input_bucket == cfg.output_bucket and cfg.input_prefix in ("", "/"):
             raise ConfigError("INPUT_PREFIX must not be empty when INPUT_BUCKET is also OUTPUT_BUCKET")
         return cfg
+
+    @property
+    def deadline_seconds(self) -> int:
+        """After this long, any invocation that started before has ended (the platform stops it at its
+        timeout): a lease, reservation or unfinished step older than this belongs to a dead invocation."""
+        return self.function_timeout_seconds + max(5, self.function_timeout_seconds // 10)
+
+    @property
+    def create_stuck_seconds(self) -> int:
+        return self.stuck_create_seconds if self.stuck_create_seconds is not None else self.deadline_seconds
 
     @property
     def own_prefixes(self) -> tuple[str, ...]:
@@ -127,6 +157,13 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        return None if self._get(name) is None else self.integer(name, 0, low, high)
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self._get(name)
+        return tuple(n.strip() for n in value.split(",") if n.strip()) if value else ()
 
     def label(self, name: str, default: str) -> str:
         value = self.text(name, default)

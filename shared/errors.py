@@ -23,8 +23,10 @@ class PermanentError(PipelineError):
     retry = False
 
 
-class ConfigError(PermanentError):
-    """The environment is misconfigured; raised at start, naming the variable."""
+class ConfigError(PipelineError):
+    """The environment is misconfigured, naming the variable. Never acknowledged like bad input: met while
+    handling an event (a lazily read setting, a topic that does not exist), the event is redelivered, so
+    fixing the deploy lets it through instead of losing it."""
 
 
 class BadEventError(PermanentError):
@@ -45,6 +47,16 @@ class VertexTransientError(VertexError, TransientError):
 
 class VertexAmbiguousError(VertexTransientError):
     """A create that may or may not have created the job (timeout or 5xx): find it by label before retrying."""
+
+
+class VertexDeniedError(VertexTransientError):
+    """401/403 at create: often IAM still propagating after a deploy, so retried for a bounded time before
+    the rows fail with a message naming the permission problem."""
+
+    def __init__(self, message: str, code: int = 403, status: str = "PERMISSION_DENIED") -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
 
 
 class VertexRejectedError(VertexError, PermanentError):

@@ -123,6 +123,18 @@ class StorageObjectEvent:
             return cls._from_resource(resource, attrs.get("eventType", ""), attrs)
         raise BadEventError(f"unsupported event type {kind!r}")
 
+    def to_notification(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """(object resource, attributes) of a GCS Pub/Sub notification for this object: what the
+        reconciliation publishes to the uploads topic to start or restage a run through submit."""
+        resource: dict[str, Any] = {"bucket": self.bucket, "name": self.name, "generation": str(self.generation),
+                                    "metadata": dict(self.metadata)}
+        if self.size is not None:
+            resource["size"] = str(self.size)
+        if self.content_type:
+            resource["contentType"] = self.content_type
+        return resource, {"bucketId": self.bucket, "objectId": self.name, "objectGeneration": str(self.generation),
+                          "eventType": self.event_type, "payloadFormat": "JSON_API_V1"}
+
     @classmethod
     def _from_resource(cls, resource: Mapping[str, Any], event_type: str,
                        attrs: Mapping[str, str]) -> StorageObjectEvent:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from shared import layout, log, report, runstate, scheduler
+from shared import layout, log, report, runstate
 from shared.errors import TransientError
 from shared.pipeline import Pipeline
 from shared.storage import mutate_json
@@ -39,6 +39,7 @@ def finalize(p: Pipeline, run: str) -> None:
     errors_sources = [layout.validation_errors_name(run)] + [layout.part_errors_name(run, name) for name, _ in parts]
     p.store.compose(bucket, results_sources, layout.results_name(rel), layout.compose_scratch_prefix(run, "results"))
     p.store.compose(bucket, errors_sources, layout.errors_name(rel), layout.compose_scratch_prefix(run, "errors"))
+    p.checkpoint("finalize.composed")
     finished = p.now()
     doc = report.build(record, finished=finished, results_uri=f"gs://{bucket}/{layout.results_name(rel)}",
                        errors_uri=f"gs://{bucket}/{layout.errors_name(rel)}")
@@ -61,6 +62,7 @@ def finalize(p: Pipeline, run: str) -> None:
         _done(p, record, superseded=True, report_doc=None)
         return
     p.store.write_json(bucket, layout.report_name(rel), doc, if_generation_match=None)
+    p.checkpoint("finalize.reported")
     _release_latest(p, record, token)
     _done(p, record, superseded=False, report_doc=doc)
 
@@ -70,21 +72,19 @@ class OutputsBusy(TransientError):
     still writing its outputs: try again later."""
 
 
-# A publishing lease older than this belongs to an invocation that died while writing (it outlives the
-# functions' longest timeout); another one may take over.
-_LEASE_SECONDS = 600
-
-
 def _claim_latest(p: Pipeline, record: dict[str, Any], generation: int, token: str) -> bool:
     """Take the publishing lease for this invocation. False when a newer generation already owns the outputs;
     OutputsBusy while another invocation (of an older run, or of this very run) holds a live lease."""
     run, now = record["run"], p.clock()
+    # A lease older than the deadline belongs to an invocation that died while writing (no invocation
+    # outlives the functions' timeout): another one takes it over.
+    lease_seconds = p.config.deadline_seconds
 
     def change(cur):
         if cur:
             if cur["generation"] > generation:
                 return None
-            if cur.get("publishing") and now - cur.get("since", 0) < _LEASE_SECONDS:
+            if cur.get("publishing") and now - cur.get("since", 0) < lease_seconds:
                 whose = "another delivery of this run" if cur["run"] == run else f"run {cur['run']}"
                 raise OutputsBusy(f"{whose} (generation {cur['generation']}) is still writing the outputs of "
                                   f"{record['input']['uri']}")
@@ -121,7 +121,8 @@ def _done(p: Pipeline, record: dict[str, Any], *, superseded: bool, report_doc: 
     p.publisher.publish(p.config.run_finished_topic, payload)
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.finished(r, now=p.now(), superseded=superseded) if r else None)
-    scheduler.forget_run(p, run)
+    # Last: the run leaves the reconciliation's list of unfinished runs only once it is done.
+    p.store.delete(p.work_bucket, layout.open_marker_name(run))
     if report_doc is not None:
         log.info("run.finished", f"run {run} {report_doc['state']}: {report_doc['rows']['succeeded']} of "
                  f"{report_doc['rows']['total']} rows succeeded", run=run, input=record["input"]["uri"],

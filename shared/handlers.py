@@ -1,6 +1,7 @@
-"""Event translation for the three functions: parse the CloudEvent, call the core, map exceptions.
+"""Event translation for the four functions: parse the CloudEvent, call the core, map exceptions.
 
 PermanentError -> logged at ERROR and acknowledged (return normally, the platform stops redelivering).
+ConfigError    -> logged at CRITICAL and re-raised: a bad deploy must not eat the events it meets.
 Anything else  -> logged and re-raised: the function answers 500 and Pub/Sub / Eventarc redelivers; every
                   core step is idempotent, so the redelivery is safe.
 """
@@ -11,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared import collect, log, poll, submit
-from shared.errors import PermanentError
+from shared import collect, log, poll, reconcile, submit
+from shared.errors import ConfigError, PermanentError
 from shared.events import PubSubMessage, StorageObjectEvent
 from shared.pipeline import Pipeline
 
@@ -21,6 +22,10 @@ def _guard(function: str, work: Callable[[], Any]) -> Any:
     started = time.monotonic()
     try:
         return work()
+    except ConfigError as exc:
+        log.critical(f"{function}.misconfigured", f"{function}: configuration error: {exc} (will be retried)",
+                     error=type(exc).__name__)
+        raise
     except PermanentError as exc:
         log.error(f"{function}.rejected", f"{function}: {type(exc).__name__}: {exc} (acknowledged, not retried)",
                   error=type(exc).__name__)
@@ -43,3 +48,7 @@ def on_tick(p: Pipeline, event: Any) -> Any:
 def on_job_finished(p: Pipeline, event: Any) -> Any:
     return _guard("collect", lambda: collect.handle_job_finished(
         p, collect.JobFinished.from_payload(PubSubMessage.from_cloud_event(event).json())))
+
+
+def on_reconcile(p: Pipeline, event: Any) -> Any:
+    return _guard("reconcile", lambda: (PubSubMessage.from_cloud_event(event), reconcile.handle_tick(p))[1])

@@ -25,6 +25,25 @@ def relative_name(object_name: str, input_prefix: str) -> str:
     return rel[: -len(".jsonl")] if rel.endswith(".jsonl") else rel
 
 
+# Cloud Storage object names are at most 1,024 bytes of UTF-8.
+MAX_OBJECT_NAME = 1024
+_OUTPUT_PREFIX_LEN = max(len("results/") + len(".jsonl"), len("errors/") + len(".jsonl"),
+                         len("reports/") + len(".json"))
+_HASH_SUFFIX = 17  # "~" + 16 hex digits
+
+
+def output_rel(rel: str) -> tuple[str, bool]:
+    """The `<rel>` the outputs are named after: `rel` itself, or, when an output name would pass GCS's
+    1,024-byte limit, a prefix of it cut at a character boundary plus `~` and a hash of the whole of it
+    (distinct inputs never share outputs). Returns (name, shortened)."""
+    raw = rel.encode()
+    if len(raw) + _OUTPUT_PREFIX_LEN <= MAX_OBJECT_NAME:
+        return rel, False
+    budget = MAX_OBJECT_NAME - _OUTPUT_PREFIX_LEN - _HASH_SUFFIX
+    head = raw[:budget].decode(errors="ignore")  # drops a multi-byte character cut in half
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}", True
+
+
 def part_id(chunk: int, attempt: int) -> str:
     """A part is one chunk of a run's rows at one attempt; retries of chunk 3 are p0003-a2, p0003-a3..."""
     return f"p{chunk:04d}-a{attempt}"
@@ -62,6 +81,26 @@ def run_state_name(run: str) -> str:
 
 
 SCHEDULER_NAME = "state/scheduler.json"
+
+# One small marker per unfinished run, created before its run record and deleted after the run is done: the
+# reconciliation lists this prefix (never every run ever) to find the runs it must drive forward.
+OPEN_PREFIX = "state/open/"
+
+
+def open_marker_name(run: str) -> str:
+    return f"{OPEN_PREFIX}{run}.json"
+
+
+def run_of_marker(name: str) -> str:
+    return name[len(OPEN_PREFIX):].removesuffix(".json")
+
+
+def repairs_name(run: str) -> str:
+    """What the reconciliation did to a run, and when (so a repair is not repeated every tick)."""
+    return f"state/repairs/{run}.json"
+
+
+RECONCILE_CURSOR_NAME = "state/reconcile.json"
 
 
 def latest_name(bucket: str, object_name: str) -> str:

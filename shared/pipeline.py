@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.config import Config
-from shared.publisher import Publisher
+from shared.publisher import DeadLetters, Publisher
 from shared.storage import ObjectStore
 from shared.vertex import VertexJobs
 
@@ -21,10 +21,16 @@ class Pipeline:
     publisher: Publisher
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
+    # Called by the core at each step boundary with the step's name ("submit.claimed", ...). A no-op here
+    # and in every deployed function: only tests install a hook (from outside the deployed code) that
+    # crashes at a chosen step, to prove the run still finishes.
+    checkpoint: Callable[[str], None] = field(default=lambda step: None)
+    # Dead-letter subscriptions the reconciliation reads (None where there is no Pub/Sub, as in unit tests).
+    dead_letters: DeadLetters | None = None
 
     @classmethod
     def from_env(cls) -> Pipeline:
-        from shared.publisher import PubSubPublisher
+        from shared.publisher import PubSubDeadLetters, PubSubPublisher
         from shared.storage.gcs import GcsStore, make_client
         from shared.vertex.genai import GenaiVertexJobs
         from shared.vertex.genai import make_client as make_vertex_client
@@ -35,6 +41,7 @@ class Pipeline:
             store=GcsStore(make_client(config.project)),
             vertex=GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url)),
             publisher=PubSubPublisher(config.project),
+            dead_letters=PubSubDeadLetters(config.project) if config.dead_letter_subscriptions else None,
         )
 
     @property

@@ -15,7 +15,7 @@ def resume(p: Pipeline, record: dict[str, Any]) -> None:
         queued = [layout.queue_id(record["run"], part) for part, entry in sorted(record["parts"].items())
                   if entry["state"] == runstate.QUEUED]
         if queued:
-            scheduler.enqueue(p, queued)
+            scheduler.enqueue(p, queued, record["model"])
         scheduler.drain(p)
     elif record["state"] == runstate.FINALIZING:
         finalize(p, record["run"])

@@ -39,6 +39,8 @@ def build(record: dict[str, Any], *, finished: str, results_uri: str, errors_uri
         "results": results_uri,
         "errors": errors_uri,
     }
-    if record.get("note"):
-        report["note"] = record["note"]
+    notes = [record["note"]] if record.get("note") else []
+    notes += [part["note"] for _, part in sorted(record["parts"].items()) if part.get("note")]
+    if notes:
+        report["note"] = "; ".join(notes)
     return report

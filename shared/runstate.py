@@ -19,8 +19,9 @@ STAGING, RUNNING, FINALIZING, DONE = "staging", "running", "finalizing", "done"
 QUEUED, SUBMITTED, COLLECTED = "queued", "submitted", "collected"
 
 
-def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, model: str, now: str) -> dict[str, Any]:
-    return {
+def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, model: str, now: str,
+            note: str | None = None) -> dict[str, Any]:
+    record = {
         "run": run,
         "input": {"bucket": bucket, "name": name, "generation": str(generation),
                   "uri": f"gs://{bucket}/{name}"},
@@ -30,21 +31,35 @@ def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, mode
         "received": now,
         "parts": {},
     }
+    if note:
+        record["note"] = note
+    return record
 
 
-def new_part(chunk: int, attempt: int, rows: int, size: int) -> dict[str, Any]:
-    return {"chunk": chunk, "attempt": attempt, "rows": rows, "bytes": size, "state": QUEUED, "job": None}
+def new_part(chunk: int, attempt: int, rows: int, size: int, *, since: float | None = None,
+             first_row: int | None = None, last_row: int | None = None) -> dict[str, Any]:
+    """A part to run. `since` (epoch seconds) tells the reconciliation how long it has been queued;
+    `firstRow`..`lastRow` bound the input rows of its chunk, so its rows can still be named in the errors
+    file if its staged input disappears."""
+    part = {"chunk": chunk, "attempt": attempt, "rows": rows, "bytes": size, "state": QUEUED, "job": None}
+    if since is not None:
+        part["since"] = since
+    if first_row is not None:
+        part.update(firstRow=first_row, lastRow=last_row)
+    return part
 
 
 def staged(record: dict[str, Any], *, parts: dict[str, dict[str, Any]], total: int,
-           validation: dict[str, Any], note: str | None) -> dict[str, Any] | None:
+           validation: dict[str, Any], note: str | None, now: float) -> dict[str, Any] | None:
     """staging ▶ running (or straight to finalizing when no row is left to send)."""
     if record["state"] != STAGING:
         return None  # another delivery of the same upload finished staging first
     new = copy.deepcopy(record)
     new.update(parts=parts, total=total, validation=validation, state=RUNNING if parts else FINALIZING)
+    if not parts:
+        new["finalizingSince"] = now
     if note:
-        new["note"] = note
+        new["note"] = f"{new['note']}; {note}" if new.get("note") else note
     return new
 
 
@@ -58,7 +73,7 @@ def job_submitted(record: dict[str, Any], part: str, job: str) -> dict[str, Any]
 
 
 def part_collected(record: dict[str, Any], part: str, outcome: dict[str, Any],
-                   retry: dict[str, Any] | None, retry_part: str | None) -> dict[str, Any] | None:
+                   retry: dict[str, Any] | None, retry_part: str | None, now: float) -> dict[str, Any] | None:
     """Record a collected part, add its retry part, and move to finalizing once nothing is outstanding."""
     entry = record["parts"].get(part)
     if entry is None or entry["state"] == COLLECTED:
@@ -68,7 +83,7 @@ def part_collected(record: dict[str, Any], part: str, outcome: dict[str, Any],
     if retry is not None and retry_part is not None:
         new["parts"].setdefault(retry_part, retry)
     if new["state"] == RUNNING and settled(new):
-        new["state"] = FINALIZING
+        new.update(state=FINALIZING, finalizingSince=now)
     return new
 
 

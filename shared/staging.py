@@ -37,8 +37,9 @@ class _Parts:
         self._writer: IO[bytes] | None = None
         self._chunk = 0
         self._rows = self._bytes = 0
+        self._first = self._last = 0
 
-    def add(self, line: bytes) -> None:
+    def add(self, line: bytes, row: int) -> None:
         cfg = self._p.config
         if self._writer is None or self._rows >= cfg.max_rows_per_job or \
                 self._bytes + len(line) > cfg.max_bytes_per_job:
@@ -46,6 +47,8 @@ class _Parts:
         self._writer.write(line)
         self._rows += 1
         self._bytes += len(line)
+        self._first = self._first or row
+        self._last = row
 
     def _roll(self) -> None:
         self.close()
@@ -54,12 +57,15 @@ class _Parts:
         self._writer = self._stack.enter_context(
             self._p.store.open_write(self._p.work_bucket, layout.staged_name(self._run, part)))
         self._rows = self._bytes = 0
+        self._first = self._last = 0
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()  # finish the upload now; ExitStack closing it again is harmless
             part = layout.part_id(self._chunk, 1)
-            self._staged.parts[part] = runstate.new_part(self._chunk, 1, self._rows, self._bytes)
+            self._staged.parts[part] = runstate.new_part(self._chunk, 1, self._rows, self._bytes,
+                                                         since=self._p.clock(), first_row=self._first,
+                                                         last_row=self._last)
             self._writer = None
 
 
@@ -81,6 +87,7 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
         errors = stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run)))
         parts = _Parts(p, run, stack, staged)
         source = stack.enter_context(p.store.open_read(bucket, name, generation))
+        first_staged = True
         for row, raw in enumerate(iter_lines(source), 1):
             if isinstance(raw, TooLong):
                 staged.total += 1
@@ -103,6 +110,9 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
                         f"line {row}: {len(line)} bytes is more than MAX_BYTES_PER_JOB ({max_bytes})",
                         request=verdict.request, has_key=verdict.has_key, key=verdict.key)
                 continue
-            parts.add(line)
+            parts.add(line, row)
+            if first_staged:
+                first_staged = False
+                p.checkpoint("submit.staging")  # a crash here leaves half-written part files behind
         parts.close()
     return staged

@@ -36,12 +36,22 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     run = layout.run_id(obj.bucket, obj.name, obj.generation)
     state_name = layout.run_state_name(run)
     model = (obj.metadata.get("model") or cfg.model).strip()
+    rel, renamed = layout.output_rel(layout.relative_name(obj.name, cfg.input_prefix))
+    note = None
+    if renamed:
+        note = (f"the input's name is too long for Cloud Storage's 1,024-byte object names once prefixed with "
+                f"results/, errors/ or reports/: its outputs are named after the shortened {rel!r}")
     record = runstate.new_run(run=run, bucket=obj.bucket, name=obj.name, generation=obj.generation,
-                              rel=layout.relative_name(obj.name, cfg.input_prefix), model=model, now=p.now())
+                              rel=rel, model=model, now=p.now(), note=note)
+    # The open marker goes first: a run record without one would be invisible to the reconciliation.
+    marked = p.store.write_json(cfg.output_bucket, layout.open_marker_name(run), open_marker(obj, p.clock()),
+                                if_generation_match=0) is not None
     if p.store.write_json(cfg.output_bucket, state_name, record, if_generation_match=0) is None:
         existing = p.store.read_json(cfg.output_bucket, state_name)
         if existing is not None and existing.value["state"] != runstate.STAGING:
             log.info("run.duplicate", f"{obj.uri}#{obj.generation} is already run {run}", run=run, input=obj.uri)
+            if existing.value["state"] == runstate.DONE and marked:
+                p.store.delete(cfg.output_bucket, layout.open_marker_name(run))  # only ours: the run is over
             resume(p, existing.value)
             return "duplicate"
         # Still staging: an earlier delivery died midway, or is still at it. Staging is deterministic and
@@ -49,6 +59,9 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
         record = existing.value if existing else record
     log.info("run.received", f"run {run} for {obj.uri} (generation {obj.generation}, model {record['model']})",
              run=run, input=obj.uri, generation=str(obj.generation), size=obj.size)
+    if renamed:
+        log.warning("run.renamed", f"run {run}: {note}", run=run, input=obj.uri, rel=rel)
+    p.checkpoint("submit.claimed")
 
     try:
         staged = staging.stage(p, run, obj.bucket, obj.name, obj.generation)
@@ -58,15 +71,19 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
         log.warning("run.superseded", f"{obj.uri}#{obj.generation} no longer exists; nothing to do",
                     run=run, input=obj.uri)
         # Only a run still staging is closed here: a concurrent delivery may have staged it already.
-        mutate_json(p.store, cfg.output_bucket, state_name,
-                    lambda r: runstate.finished(r, now=p.now(), superseded=True)
-                    if r and r["state"] == runstate.STAGING else None)
+        closed = mutate_json(p.store, cfg.output_bucket, state_name,
+                             lambda r: runstate.finished(r, now=p.now(), superseded=True)
+                             if r and r["state"] == runstate.STAGING else None)
+        if closed and closed["state"] == runstate.DONE:
+            p.store.delete(cfg.output_bucket, layout.open_marker_name(run))
         return "ignored"
 
+    p.checkpoint("submit.written")
     note = _note(obj, staged)
     new, won = change_json(p.store, cfg.output_bucket, state_name,
                            lambda r: runstate.staged(r, parts=staged.parts, total=staged.total,
-                                                     validation=staged.validation(), note=note) if r else None)
+                                                     validation=staged.validation(), note=note,
+                                                     now=p.clock()) if r else None)
     if not won:
         # A concurrent delivery finished staging first (same bytes, same parts); it logs and moves on.
         log.info("run.duplicate", f"{obj.uri}#{obj.generation} was staged by another delivery", run=run,
@@ -81,8 +98,14 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     log.info("run.staged", f"run {run}: {staged.total} rows, {staged.total - staged.failed} staged in "
              f"{len(staged.parts)} part(s)", run=run, input=obj.uri, rows=staged.total,
              failed=staged.failed, parts=len(staged.parts))
+    p.checkpoint("submit.staged")
     resume(p, new)
     return "staged"
+
+
+def open_marker(obj: StorageObjectEvent, now: float) -> dict:
+    """What the reconciliation needs to start the run again from nothing but this marker."""
+    return {"bucket": obj.bucket, "name": obj.name, "generation": str(obj.generation), "since": now}
 
 
 def _note(obj: StorageObjectEvent, staged: staging.Staged) -> str | None:

@@ -53,6 +53,10 @@ class ObjectStore(Protocol):
     def list_names(self, bucket: str, prefix: str) -> Iterator[str]:
         """Names of the objects under `prefix`, in lexicographic order."""
 
+    def list_page(self, bucket: str, prefix: str, *, start_after: str = "", limit: int = 1000) -> list[Listed]:
+        """Up to `limit` objects under `prefix` whose names sort after `start_after`, in name order: one page,
+        so a caller can walk a large prefix a bit at a time and resume where it stopped."""
+
     def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:
         """{"size", "generation", "metadata", "content_type"} or None when absent."""
 
@@ -63,6 +67,16 @@ class ObjectStore(Protocol):
 
     def delete(self, bucket: str, name: str) -> None:
         """Delete if present."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object of a listing: what the reconciliation needs to tell an input from its run."""
+
+    name: str
+    generation: int
+    created: float  # epoch seconds
+    size: int
 
 
 class ObjectMissing(Exception):

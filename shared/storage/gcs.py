@@ -13,7 +13,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared.errors import TransientError
-from shared.storage.base import ObjectMissing, Versioned, dumps
+from shared.storage.base import Listed, ObjectMissing, Versioned, dumps
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
 _CHUNK = 8 * 1024 * 1024
@@ -96,6 +96,15 @@ class GcsStore:
         with _translate():
             for blob in self._client.list_blobs(bucket, prefix=prefix):
                 yield blob.name
+
+    def list_page(self, bucket: str, prefix: str, *, start_after: str = "", limit: int = 1000) -> list[Listed]:
+        # start_offset is inclusive: ask for one more and drop the name we started after.
+        with _translate():
+            blobs = self._client.list_blobs(bucket, prefix=prefix, start_offset=start_after or None,
+                                            max_results=limit + 1)
+            listed = [Listed(b.name, int(b.generation), b.time_created.timestamp() if b.time_created else 0.0,
+                             int(b.size or 0)) for b in blobs if b.name > start_after]
+        return listed[:limit]
 
     def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:
         with _translate():

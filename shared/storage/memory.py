@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
 import orjson
 
-from shared.storage.base import ObjectMissing, Versioned, dumps
+from shared.storage.base import Listed, ObjectMissing, Versioned, dumps
 
 
 class MemoryStore:
@@ -19,12 +20,15 @@ class MemoryStore:
         self._objects: dict[tuple[str, str], tuple[bytes, int, dict[str, str]]] = {}
         self._generations = itertools.count(1_000_000)
         self._lock = threading.Lock()
+        self._created: dict[tuple[str, str], float] = {}
+        self.clock = time.time  # tests may set the pipeline's clock, so object ages and the clock agree
 
     def put(self, bucket: str, name: str, data: bytes, metadata: dict[str, str] | None = None) -> int:
         """Test helper: write an object unconditionally."""
         with self._lock:
             gen = next(self._generations)
             self._objects[(bucket, name)] = (data, gen, dict(metadata or {}))
+            self._created[(bucket, name)] = self.clock()
             return gen
 
     def read_json(self, bucket: str, name: str) -> Versioned | None:
@@ -39,6 +43,7 @@ class MemoryStore:
                 return None
             gen = next(self._generations)
             self._objects[(bucket, name)] = (bytes(data), gen, {})
+            self._created[(bucket, name)] = self.clock()
             return gen
 
     def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
@@ -68,6 +73,12 @@ class MemoryStore:
 
     def list_names(self, bucket: str, prefix: str) -> Iterator[str]:
         yield from sorted(n for (b, n) in list(self._objects) if b == bucket and n.startswith(prefix))
+
+    def list_page(self, bucket: str, prefix: str, *, start_after: str = "", limit: int = 1000) -> list[Listed]:
+        names = sorted(n for (b, n) in list(self._objects) if b == bucket and n.startswith(prefix)
+                       and n > start_after)[:limit]
+        found = [(n, self._objects.get((bucket, n)), self._created.get((bucket, n), 0.0)) for n in names]
+        return [Listed(n, f[1], created, len(f[0])) for n, f, created in found if f]
 
     def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:
         found = self._objects.get((bucket, name))

@@ -12,7 +12,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from shared.errors import VertexAmbiguousError, VertexRejectedError, VertexTransientError
+from shared.errors import VertexAmbiguousError, VertexDeniedError, VertexRejectedError, VertexTransientError
 from shared.vertex.base import JobInfo
 
 _RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
@@ -71,6 +71,9 @@ class GenaiVertexJobs:
                 # caller looks for the job by label before every new create anyway.
                 cls = VertexTransientError if exc.code == 429 else VertexAmbiguousError
                 raise cls(f"create {display_name}: {exc.code} {exc.status}: {exc.message}") from exc
+            if exc.code in (401, 403):
+                raise VertexDeniedError(f"create {display_name}: {exc.code} {exc.status}: {exc.message}",
+                                        exc.code, exc.status or "PERMISSION_DENIED") from exc
             raise VertexRejectedError(f"create {display_name}: {exc.message}", exc.code,
                                       exc.status or "INVALID_ARGUMENT") from exc
         except Exception as exc:  # timeouts and connection errors from the HTTP stack: ambiguous

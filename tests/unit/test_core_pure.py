@@ -109,15 +109,15 @@ def test_run_outcomes_and_report():
     record = runstate.new_run(run="r1", bucket="b", name="incoming/x.jsonl", generation=5, rel="x",
                               model="gemini-2.5-flash", now="2026-11-21T10:00:00.000+00:00")
     record = runstate.staged(record, parts={"p0001-a1": runstate.new_part(1, 1, 3, 300)}, total=4,
-                             validation={"failed": 1, "byReason": {"invalid_json": 1}}, note=None)
+                             validation={"failed": 1, "byReason": {"invalid_json": 1}}, note=None, now=5.0)
     assert record["state"] == runstate.RUNNING and runstate.staged(record, parts={}, total=0, validation={},
-                                                                    note=None) is None
+                                                                    note=None, now=6.0) is None
     outcome = {"succeeded": 2, "retried": 0, "failedByStage": {"prediction": 1},
                "failedByReason": {"INVALID_ARGUMENT": 1}, "tokens": {"prompt": 6, "candidates": 10, "total": 16},
                "jobState": "JOB_STATE_SUCCEEDED", "jobError": None, "job": "projects/p/l/j/1"}
-    record = runstate.part_collected(record, "p0001-a1", outcome, None, None)
-    assert record["state"] == runstate.FINALIZING
-    assert runstate.part_collected(record, "p0001-a1", outcome, None, None) is None
+    record = runstate.part_collected(record, "p0001-a1", outcome, None, None, 7.0)
+    assert record["state"] == runstate.FINALIZING and record["finalizingSince"] == 7.0
+    assert runstate.part_collected(record, "p0001-a1", outcome, None, None, 8.0) is None
     doc = report.build(record, finished="2026-11-21T10:00:12.500+00:00", results_uri="gs://o/results/x.jsonl",
                        errors_uri="gs://o/errors/x.jsonl")
     assert doc["state"] == "partial" and doc["seconds"] == 12.5

@@ -48,7 +48,7 @@ def test_split_by_rows_and_the_active_job_cap_across_runs():
     submit.handle_upload(p, upload(store, "incoming/two.jsonl", b"\n".join(lines(3))))
     state = scheduler.read(p)
     assert len(state["active"]) == 2 and len(state["queue"]) == 3  # 3 + 2 parts, 2 slots
-    assert state["queue"][0].endswith("p0003-a1")  # FIFO: the first run's last part before the second run
+    assert state["queue"][0]["q"].endswith("p0003-a1")  # FIFO: the first run's last part before the second run
     for _ in range(10):
         for name, job in list(vertex.jobs.items()):
             if job["state"] == "JOB_STATE_PENDING":

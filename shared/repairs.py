@@ -1,0 +1,135 @@
+"""What the reconciliation should do for one unfinished run: pure planning, state in, actions out.
+
+Every rule reads only stored state (the open marker, the run record, the scheduler object, the Vertex job of
+a part the scheduler no longer tracks) and the clock; nothing here depends on a message having arrived. A
+step is judged abandoned only after `deadline` seconds (longer than any invocation can live), so a repair
+never races a function that is still at work; every action is idempotent, so repeating one is harmless.
+
+    marker, no record        ─▶ START_RUN   (submit died between the marker and the claim, or never ran)
+    staging                  ─▶ RESTAGE     (the staging delivery died and its message is gone)
+    running, queued part the
+      scheduler does not hold ─▶ REQUEUE     (a crash between the run record and the queue)
+    running, submitted part
+      whose job ended, no slot ─▶ REANNOUNCE  (the job-finished message, or its collect, was lost)
+    finalizing               ─▶ FINALIZE    (finalize died; its lease expires at the same deadline)
+    done                     ─▶ CLOSE       (the run finished but its marker was left behind)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared import layout, runstate
+from shared import scheduler_state as sched
+from shared.vertex import JobInfo
+
+# After this many repairs of the same kind a run is reported stuck (it is still repaired on every period).
+STUCK_AFTER = 3
+
+
+class Kind(StrEnum):
+    START_RUN = "start_run"
+    RESTAGE = "restage"
+    REQUEUE = "requeue"
+    REANNOUNCE = "reannounce"
+    FINALIZE = "finalize"
+    CLOSE = "close"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: Kind
+    reason: str
+    parts: tuple[str, ...] = ()
+    jobs: tuple[JobInfo, ...] = ()
+
+
+def _age(now: float, since: float | str | None) -> float:
+    """Seconds since an epoch number or an RFC 3339 string; infinite when unknown (old records)."""
+    if since is None:
+        return float("inf")
+    if isinstance(since, str):
+        return now - datetime.fromisoformat(since).timestamp()
+    return now - float(since)
+
+
+def jobs_to_check(record: dict[str, Any], scheduler: dict[str, Any]) -> list[str]:
+    """Job names of submitted parts whose slot is gone: only Vertex can say whether they ended."""
+    return [entry["job"] for part, entry in sorted(record.get("parts", {}).items())
+            if entry["state"] == runstate.SUBMITTED and entry.get("job")
+            and layout.queue_id(record["run"], part) not in scheduler["active"]]
+
+
+def plan(*, marker: dict[str, Any] | None, record: dict[str, Any] | None, scheduler: dict[str, Any],
+         jobs: dict[str, JobInfo | None], now: float, deadline: float) -> list[Action]:
+    """The repairs one run needs now (empty when it is moving, or not overdue yet)."""
+    if record is None:
+        if marker is not None and _age(now, marker.get("since")) > deadline:
+            return [Action(Kind.START_RUN, f"no run record {_age(now, marker.get('since')):.0f}s after the "
+                                           "upload was claimed: the claim never finished")]
+        return []
+    state = record["state"]
+    if state == runstate.DONE:
+        return [Action(Kind.CLOSE, "the run is done")]
+    if state == runstate.STAGING:
+        age = _age(now, record.get("received"))
+        if age > deadline:
+            return [Action(Kind.RESTAGE, f"still staging {age:.0f}s after it was received")]
+        return []
+    if state == runstate.FINALIZING:
+        age = _age(now, record.get("finalizingSince"))
+        if age > deadline:
+            return [Action(Kind.FINALIZE, f"settled {age:.0f}s ago but no report yet" if age != float("inf")
+                           else "settled but no report yet")]
+        return []
+    return _running(record, scheduler, jobs, now, deadline)
+
+
+def _running(record: dict[str, Any], scheduler: dict[str, Any], jobs: dict[str, JobInfo | None], now: float,
+             deadline: float) -> list[Action]:
+    actions = []
+    run = record["run"]
+    lost = tuple(part for part, entry in sorted(record["parts"].items())
+                 if entry["state"] == runstate.QUEUED and not sched.holds(scheduler, layout.queue_id(run, part))
+                 and _age(now, entry.get("since")) > deadline)
+    if lost:
+        actions.append(Action(Kind.REQUEUE, f"{len(lost)} queued part(s) missing from the scheduler", parts=lost))
+    ended: list[tuple[str, JobInfo]] = []
+    for part, entry in sorted(record["parts"].items()):
+        if entry["state"] != runstate.SUBMITTED or layout.queue_id(run, part) in scheduler["active"]:
+            continue
+        name = entry.get("job")
+        if name not in jobs:
+            continue  # not looked up this time
+        job = jobs[name]
+        if job is None:
+            ended.append((part, JobInfo(name=name, state="JOB_STATE_FAILED", error_code=13,
+                                        error_message="the job no longer exists")))
+        elif job.terminal and (job.end_time is None or now - job.end_time.timestamp() > deadline):
+            ended.append((part, job))
+    if ended:
+        actions.append(Action(Kind.REANNOUNCE, f"{len(ended)} finished job(s) never collected",
+                              parts=tuple(p for p, _ in ended), jobs=tuple(j for _, j in ended)))
+    return actions
+
+
+def due(repairs: dict[str, Any], kind: Kind, now: float, deadline: float) -> bool:
+    """Whether a repair of this kind may run now: not within `deadline` of the previous one, which may
+    still be at work (a republished upload being staged, a re-announced job being collected)."""
+    last = repairs.get("kinds", {}).get(kind, {}).get("last")
+    return last is None or now - last > deadline
+
+
+def record_repair(repairs: dict[str, Any] | None, kind: Kind, now: float) -> dict[str, Any]:
+    new = {"kinds": {}, **(repairs or {})}
+    new["kinds"] = {**new["kinds"]}
+    previous = new["kinds"].get(kind, {})
+    new["kinds"][kind] = {"count": previous.get("count", 0) + 1, "last": now}
+    return new
+
+
+def stuck(repairs: dict[str, Any], kind: Kind) -> bool:
+    return repairs.get("kinds", {}).get(kind, {}).get("count", 0) >= STUCK_AFTER
