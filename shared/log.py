@@ -34,6 +34,7 @@ EVENTS: dict[str, str] = {
     "run.unbalanced": "the report's counts disagree (never expected: a bug to report)",
     "run.lease_lost": "another delivery of the run took over publishing its outputs",
     "run.repaired": "the reconciliation moved a run forward from stored state (what and why)",
+    "run.repair_failed": "a repair failed this tick (logged, the other runs go on; tried again next tick)",
     "run.stuck": "the reconciliation cannot move a run forward (ERROR; once per run and period)",
     "rows.failed": "rows that end in the errors file (by stage and reason)",
     "rows.retried": "retryable rows sent to another attempt",

@@ -78,8 +78,8 @@ def _visit_open_runs(p: Pipeline, after: str, summary: Counter[str], out_of_time
             raise
         except Exception as exc:  # noqa: BLE001 - one run's failure must not stall the others
             summary["failed"] += 1
-            log.warning("run.repaired", f"run {run}: repair failed this tick: {type(exc).__name__}: {exc}",
-                        run=run, repair="failed", error=type(exc).__name__)
+            log.warning("run.repair_failed", f"run {run}: {type(exc).__name__}: {exc}; tried again next tick",
+                        run=run, error=type(exc).__name__)
         summary["visited"] += 1
         last = listed.name
     return last if len(page) == limit else ""
@@ -113,7 +113,7 @@ def _claim_repair(p: Pipeline, run: str, kind: Kind) -> int | None:
     stored, won = change_json(p.store, p.work_bucket, layout.repairs_name(run),
                               lambda cur: repairs.record_repair(cur, kind, now)
                               if repairs.due(cur or {}, kind, now, deadline) else None)
-    return stored["kinds"][kind]["count"] if won and stored else None
+    return stored["kinds"][kind.value]["count"] if won and stored else None
 
 
 def _report(p: Pipeline, run: str, record: dict[str, Any] | None, action: repairs.Action, attempt: int,

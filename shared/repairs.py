@@ -119,17 +119,17 @@ def _running(record: dict[str, Any], scheduler: dict[str, Any], jobs: dict[str, 
 def due(repairs: dict[str, Any], kind: Kind, now: float, deadline: float) -> bool:
     """Whether a repair of this kind may run now: not within `deadline` of the previous one, which may
     still be at work (a republished upload being staged, a re-announced job being collected)."""
-    last = repairs.get("kinds", {}).get(kind, {}).get("last")
+    last = repairs.get("kinds", {}).get(kind.value, {}).get("last")
     return last is None or now - last > deadline
 
 
 def record_repair(repairs: dict[str, Any] | None, kind: Kind, now: float) -> dict[str, Any]:
     new = {"kinds": {}, **(repairs or {})}
     new["kinds"] = {**new["kinds"]}
-    previous = new["kinds"].get(kind, {})
-    new["kinds"][kind] = {"count": previous.get("count", 0) + 1, "last": now}
+    previous = new["kinds"].get(kind.value, {})
+    new["kinds"][kind.value] = {"count": previous.get("count", 0) + 1, "last": now}
     return new
 
 
 def stuck(repairs: dict[str, Any], kind: Kind) -> bool:
-    return repairs.get("kinds", {}).get(kind, {}).get("count", 0) >= STUCK_AFTER
+    return repairs.get("kinds", {}).get(kind.value, {}).get("count", 0) >= STUCK_AFTER

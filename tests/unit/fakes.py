@@ -28,6 +28,7 @@ class FakeVertex:
         self._ids = itertools.count(1000)
         self.create_faults: list[str] = []  # "ambiguous-created", "ambiguous-lost", "throttled", "rejected"
         self.calls: list[str] = []
+        self.clock = lambda: datetime.now(UTC).timestamp()  # when a job ends (tests may move it)
 
     def create(self, *, model: str, source_uri: str, destination_prefix: str, display_name: str,
                labels: Mapping[str, str]) -> JobInfo:
@@ -51,7 +52,7 @@ class FakeVertex:
         job = self.jobs[name]
         err = job["error"] or (None, None)
         return JobInfo(name=name, state=job["state"], create_time=job["created"], error_code=err[0],
-                       error_message=err[1])
+                       error_message=err[1], end_time=job.get("ended"))
 
     def find(self, labels: Mapping[str, str]) -> JobInfo | None:
         self.calls.append("find")
@@ -99,6 +100,7 @@ class FakeVertex:
                        b"\n".join(out) + b"\n" if out else b"")
         self.jobs[name]["state"] = state
         self.jobs[name]["error"] = error
+        self.jobs[name]["ended"] = datetime.fromtimestamp(self.clock(), UTC)
 
 
 def retryable(code: int = 503, status: str = "UNAVAILABLE") -> str:
