@@ -4,6 +4,7 @@ enough to prove that stored state alone finishes every run."""
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import orjson
 
@@ -60,10 +61,9 @@ class World:
         return event
 
     def _guarded(self, work) -> None:
-        try:
+        # The instance died; its message is treated as lost: only stored state is left.
+        with contextlib.suppress(Crash):
             work()
-        except Crash:
-            pass  # the instance died; its message is treated as lost: only stored state is left
 
     def pump(self) -> None:
         """Deliver every message published since the last pump (uploads to submit, job-finished to collect)."""
