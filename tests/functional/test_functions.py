@@ -37,7 +37,7 @@ def servers(fake_gcs, storage_client):
                "INPUT_BUCKET": f"fin-{suffix}", "OUTPUT_BUCKET": f"fout-{suffix}",
                "PUBSUB_EMULATOR_HOST": emulator.host,
                "VERTEX_BASE_URL": vertex.url, "MAX_ROWS_PER_JOB": "3", "MAX_ACTIVE_JOBS": "4",
-               "STUCK_CREATE_SECONDS": "1"}
+               "STUCK_CREATE_SECONDS": "1", "FUNCTION_TIMEOUT_SECONDS": "5"}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         storage_client.create_bucket(env["INPUT_BUCKET"])
@@ -66,7 +66,7 @@ def apps(servers):
     import functions_framework
 
     return {name: functions_framework.create_app(name, MAIN, "cloudevent").test_client()
-            for name in ("submit", "poll", "collect")}
+            for name in ("submit", "poll", "collect", "reconcile")}
 
 
 def post(client, event: CloudEvent):
@@ -206,3 +206,41 @@ def vertex_jobs(vertex, run: str) -> list[dict]:
     url = f"{vertex.url}/v1/projects/{PROJECT}/locations/us-central1/batchPredictionJobs?{query}"
     with urllib.request.urlopen(url, timeout=10) as answer:
         return json.loads(answer.read()).get("batchPredictionJobs", [])
+
+
+def test_a_lost_job_finished_is_announced_again_by_the_reconcile_entry_point(servers, apps, storage_client):
+    env, subscriber, _ = servers
+    blob = upload(storage_client, env, "incoming/lost-announcement.jsonl", 2)
+    assert post(apps["submit"], notification(blob)).status_code == 200
+    run = run_record(storage_client, env, blob)["run"]
+    deadline = time.monotonic() + 30
+    lost = []
+    while not lost and time.monotonic() < deadline:  # poll announces; the announcement is lost
+        assert post(apps["poll"], pubsub_event(b"tick", topic="poll-ticks")).status_code == 200
+        lost = [m for m in pull(subscriber, "job-finished", 1, timeout=1) if m["run"] == run]
+    assert lost
+    again: list[dict] = []
+    deadline = time.monotonic() + 30  # the deadline is 10 s with a 5 s function timeout
+    while not again and time.monotonic() < deadline:
+        assert post(apps["reconcile"], pubsub_event(b"tick", topic="poll-ticks")).status_code == 200
+        again = [m for m in pull(subscriber, "job-finished", 1, timeout=1) if m["run"] == run]
+    assert again and again[0]["part"] == lost[0]["part"]
+    assert post(apps["collect"], pubsub_event(json.dumps(again[0]).encode(), topic="job-finished")).status_code == 200
+    assert run_record(storage_client, env, blob)["state"] == "done"
+    rel = layout.relative_name(blob.name, "incoming/")
+    assert storage_client.bucket(env["OUTPUT_BUCKET"]).blob(f"reports/{rel}.json").exists()
+
+
+def test_log_lines_survive_the_runtime_s_execution_id_wrapper(servers, storage_client, monkeypatch, capfd):
+    """With LOG_EXECUTION_ID=true the runtime swaps stdout for a text-only writer that adds its label."""
+    import functions_framework
+
+    env, _, _ = servers
+    monkeypatch.setenv("LOG_EXECUTION_ID", "true")
+    client = functions_framework.create_app("submit", MAIN, "cloudevent").test_client()
+    outside = upload(storage_client, env, "elsewhere/wrapped.jsonl", 1)  # logs run.ignored
+    headers, body = to_structured(notification(outside))
+    answer = client.post("/", headers={**headers, "Function-Execution-Id": "exec-42"}, data=body)
+    assert answer.status_code == 200
+    entries = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+    assert entries and all(e["logging.googleapis.com/labels"]["execution_id"] == "exec-42" for e in entries)

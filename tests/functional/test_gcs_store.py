@@ -63,3 +63,26 @@ def test_a_failed_streaming_write_leaves_no_object(store, bucket):
         out.write(b"partial\n")
         raise RuntimeError("boom")
     assert store.read_bytes(bucket.name, "half.jsonl") is None
+
+
+@pytest.mark.parametrize("backend", ["gcs", "memory"])
+def test_list_page_walks_a_prefix_a_page_at_a_time_in_name_order(store, bucket, backend):
+    import time
+
+    from shared.storage.memory import MemoryStore
+
+    target = store if backend == "gcs" else MemoryStore()
+    if backend == "memory":
+        target.write_bytes(bucket.name, "other/x", b"")
+    names = [f"incoming/{c}/{i}.jsonl" for c in "ab" for i in range(3)] + ["incoming/é.jsonl"]
+    for name in reversed(names):
+        target.write_bytes(bucket.name, name, b"x\n")
+    seen, after = [], ""
+    while True:
+        page = target.list_page(bucket.name, "incoming/", start_after=after, limit=3)
+        seen += page
+        if len(page) < 3:
+            break
+        after = page[-1].name
+    assert [o.name for o in seen] == sorted(names)
+    assert all(o.size == 2 and o.generation > 0 and abs(o.created - time.time()) < 60 for o in seen)
