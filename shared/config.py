@@ -99,6 +99,12 @@ class Config:
         return self.function_timeout_seconds + max(5, self.function_timeout_seconds // 10)
 
     @property
+    def vertex_call_seconds(self) -> int:
+        """The HTTP timeout of one Vertex call: a quarter of the function's timeout, at most a minute, so
+        one invocation's calls fit in it."""
+        return max(5, min(60, self.function_timeout_seconds // 4))
+
+    @property
     def create_stuck_seconds(self) -> int:
         return self.stuck_create_seconds if self.stuck_create_seconds is not None else self.deadline_seconds
 

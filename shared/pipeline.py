@@ -39,7 +39,8 @@ class Pipeline:
         return cls(
             config=config,
             store=GcsStore(make_client(config.project)),
-            vertex=GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url)),
+            vertex=GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url,
+                                                      timeout_ms=config.vertex_call_seconds * 1000)),
             publisher=PubSubPublisher(config.project),
             dead_letters=PubSubDeadLetters(config.project) if config.dead_letter_subscriptions else None,
         )

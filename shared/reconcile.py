@@ -146,10 +146,8 @@ def _carry_out(p: Pipeline, run: str, marker: dict[str, Any] | None, record: dic
     elif action.kind == Kind.REQUEUE:
         scheduler.requeue_missing(p, [layout.queue_id(run, part) for part in action.parts], record["model"])
     elif action.kind == Kind.REANNOUNCE:
-        for part, job in zip(action.parts, action.jobs, strict=True):
-            error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-            p.publisher.publish(p.config.job_finished_topic, JobFinished(
-                run=run, part=part, job=job.name, state=job.state, error=error).to_payload())
+        for payload in action.announcements:
+            p.publisher.publish(p.config.job_finished_topic, JobFinished.from_payload(payload).to_payload())
     elif action.kind == Kind.FINALIZE:
         finalize(p, run)
 

@@ -10,7 +10,8 @@ never races a function that is still at work; every action is idempotent, so rep
     running, queued part the
       scheduler does not hold ─▶ REQUEUE     (a crash between the run record and the queue)
     running, submitted part
-      whose job ended, no slot ─▶ REANNOUNCE  (the job-finished message, or its collect, was lost)
+      whose job ended, no slot,
+      or a refused part       ─▶ REANNOUNCE  (the job-finished message, or its collect, was lost)
     finalizing               ─▶ FINALIZE    (finalize died; its lease expires at the same deadline)
     done                     ─▶ CLOSE       (the run finished but its marker was left behind)
 """
@@ -44,7 +45,7 @@ class Action:
     kind: Kind
     reason: str
     parts: tuple[str, ...] = ()
-    jobs: tuple[JobInfo, ...] = ()
+    announcements: tuple[dict[str, Any], ...] = ()  # REANNOUNCE: the job-finished payloads to publish again
 
 
 def _age(now: float, since: float | str | None) -> float:
@@ -97,8 +98,11 @@ def _running(record: dict[str, Any], scheduler: dict[str, Any], jobs: dict[str, 
                  and _age(now, entry.get("since")) > deadline)
     if lost:
         actions.append(Action(Kind.REQUEUE, f"{len(lost)} queued part(s) missing from the scheduler", parts=lost))
-    ended: list[tuple[str, JobInfo]] = []
+    ended: list[tuple[str, dict[str, Any]]] = []
     for part, entry in sorted(record["parts"].items()):
+        if entry["state"] == runstate.REJECTED and _age(now, entry.get("rejectedAt")) > deadline:
+            ended.append((part, {"run": run, "part": part, "job": None, "state": "JOB_STATE_FAILED",
+                                 "error": entry.get("rejection")}))
         if entry["state"] != runstate.SUBMITTED or layout.queue_id(run, part) in scheduler["active"]:
             continue
         name = entry.get("job")
@@ -106,13 +110,14 @@ def _running(record: dict[str, Any], scheduler: dict[str, Any], jobs: dict[str, 
             continue  # not looked up this time
         job = jobs[name]
         if job is None:
-            ended.append((part, JobInfo(name=name, state="JOB_STATE_FAILED", error_code=13,
-                                        error_message="the job no longer exists")))
-        elif job.terminal and (job.end_time is None or now - job.end_time.timestamp() > deadline):
-            ended.append((part, job))
+            job = JobInfo(name=name, state="JOB_STATE_FAILED", error_code=13, error_message="the job no longer exists")
+        elif not job.terminal or (job.end_time is not None and now - job.end_time.timestamp() <= deadline):
+            continue  # still running, or its announcement may still be on its way
+        error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+        ended.append((part, {"run": run, "part": part, "job": job.name, "state": job.state, "error": error}))
     if ended:
         actions.append(Action(Kind.REANNOUNCE, f"{len(ended)} finished job(s) never collected",
-                              parts=tuple(p for p, _ in ended), jobs=tuple(j for _, j in ended)))
+                              parts=tuple(p for p, _ in ended), announcements=tuple(m for _, m in ended)))
     return actions
 
 

@@ -3,7 +3,9 @@
     staging ──staged──▶ running ──all parts collected──▶ finalizing ──outputs written──▶ done
        └──────── no usable rows ──────────────────────────▶ finalizing
 
-A run is split into parts (chunk x attempt); each part goes queued ▶ submitted ▶ collected. Collecting a
+A run is split into parts (chunk x attempt); each part goes queued ▶ submitted ▶ collected, or queued ▶
+rejected ▶ collected when Vertex refuses its job for good (the refusal is stored, so it can be announced
+again if its message is lost). Collecting a
 part may add its retry part (same chunk, next attempt) in the same compare-and-swap, so "every part is
 collected" means the run is settled. Each function is pure: it returns a new record, or None for "nothing
 to change", and is safe to re-run on a replayed event.
@@ -16,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 STAGING, RUNNING, FINALIZING, DONE = "staging", "running", "finalizing", "done"
-QUEUED, SUBMITTED, COLLECTED = "queued", "submitted", "collected"
+QUEUED, SUBMITTED, REJECTED, COLLECTED = "queued", "submitted", "rejected", "collected"
 
 
 def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, model: str, now: str,
@@ -69,6 +71,15 @@ def job_submitted(record: dict[str, Any], part: str, job: str) -> dict[str, Any]
         return None
     new = copy.deepcopy(record)
     new["parts"][part].update(state=SUBMITTED, job=job)
+    return new
+
+
+def part_rejected(record: dict[str, Any], part: str, error: dict[str, Any], now: float) -> dict[str, Any] | None:
+    entry = record["parts"].get(part)
+    if entry is None or entry["state"] != QUEUED:
+        return None
+    new = copy.deepcopy(record)
+    new["parts"][part].update(state=REJECTED, rejection=error, rejectedAt=now)
     return new
 
 

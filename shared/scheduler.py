@@ -152,6 +152,10 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
         if reservation is None:
             log.warning("job.lost", f"{qid}: the reservation was adopted by a poller; stopping", run=run)
             return "lost"
+        if p.clock() - reservation["since"] > cfg.function_timeout_seconds - 2 * cfg.vertex_call_seconds:
+            # Too close to the deadline after which a poller adopts the reservation: a create sent now
+            # could land after the adopter looked for it. Stop, and let the adopter find or create the job.
+            break
         if maybe_created:
             try:
                 job = p.vertex.find(labels)
@@ -227,13 +231,19 @@ def _denied(p: Pipeline, qid: str, token: str, reservation: dict[str, Any], exc:
 
 
 def _reject(p: Pipeline, qid: str, token: str, code: int, status: str, message: str) -> None:
-    """Vertex refused to create the job for good (e.g. unknown model): announce the part as finished
-    with that error, so collect turns its rows into errors and the run still completes. Announced before
-    the slot is freed: a crash in between leaves a reservation the poller adopts and rejects again."""
+    """Vertex refused to create the job for good (e.g. unknown model): record the refusal, announce the part
+    as finished with that error, so collect turns its rows into errors and the run still completes, then
+    free the slot (a crash before that leaves a reservation the poller adopts and drops as not queued)."""
     run, part = layout.split_queue_id(qid)
     log.error("job.rejected", f"{qid}: Vertex refused the job: {message}", run=run, part=part)
-    p.publisher.publish(p.config.job_finished_topic, {
-        "run": run, "part": part, "job": None, "state": "JOB_STATE_FAILED",
-        "error": {"code": None, "httpCode": code, "status": status, "message": message},
-    })
+    error = {"code": None, "httpCode": code, "status": status, "message": message}
+    # Stored first: if the announcement is lost, the reconciliation announces the stored refusal again.
+    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
+                lambda r: runstate.part_rejected(r, part, error, p.clock()) if r else None)
+    p.publisher.publish(p.config.job_finished_topic, rejection_payload(run, part, error))
     release(p, qid, token=token)
+
+
+def rejection_payload(run: str, part: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The job-finished message of a part Vertex refused to run (its rows go to errors)."""
+    return {"run": run, "part": part, "job": None, "state": "JOB_STATE_FAILED", "error": error}

@@ -65,7 +65,15 @@ def test_plan_reannounces_finished_jobs_nobody_collected():
     assert repairs.jobs_to_check(record, rules.empty()) == ["j1", "j2", "j3", "j4"]
     [action] = _plan(record, jobs=jobs)
     assert action.kind == Kind.REANNOUNCE and action.parts == ("p0001-a1", "p0004-a1")
-    assert action.jobs[1].state == "JOB_STATE_FAILED" and action.jobs[1].error_code == 13
+    assert action.announcements[1]["state"] == "JOB_STATE_FAILED" and action.announcements[1]["error"]["code"] == 13
+
+
+def test_plan_announces_a_stored_refusal_again():
+    refused = _part(runstate.REJECTED)
+    refused.update(rejection={"code": None, "httpCode": 404, "status": "NOT_FOUND", "message": "no model"},
+                   rejectedAt=NOW - 60)
+    [action] = _plan(_record(runstate.RUNNING, **{"p0001-a1": refused}))
+    assert action.kind == Kind.REANNOUNCE and action.announcements[0]["error"]["httpCode"] == 404
 
 
 def test_a_repair_is_not_repeated_within_the_deadline():

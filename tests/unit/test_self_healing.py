@@ -121,3 +121,14 @@ def test_a_run_that_cannot_be_repaired_logs_run_stuck_once_per_period(capsys):
     assert capsys.readouterr().out.count('"event":"run.stuck"') == 0  # not again within the period
     rounds(period)
     assert capsys.readouterr().out.count('"event":"run.stuck"') == 1
+
+
+def test_a_lost_refusal_is_announced_again_and_the_rows_end_in_errors():
+    world = World()
+    world.vertex.create_faults = ["rejected"]
+    world.lose.add("job-finished")
+    world.drop("incoming/nomodel.jsonl", b"\n".join([GOOD % 1, GOOD % 2]))
+    world.settle(["nomodel"])
+    report = assert_accounting(world.store, "nomodel", [1, 2])
+    assert report["rows"]["failedByReason"] == {"NOT_FOUND": 2}
+    assert world.vertex.calls.count("create") == 1  # refused once, never created again
