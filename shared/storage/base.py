@@ -7,6 +7,7 @@ create, G to compare-and-swap. `change_json` is the one place that loop is writt
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -79,6 +80,10 @@ class Listed:
     size: int
 
 
+# The key under which a state object carries the token of the call that wrote it (see `change_json`).
+WRITE_TOKEN = "_w"
+
+
 class ObjectMissing(Exception):
     """The object (or the requested generation) does not exist."""
 
@@ -115,16 +120,26 @@ def change_json(
     """`mutate_json` that also says whether THIS call wrote: (value stored afterwards, wrote).
 
     Of two deliveries racing to make the same one-way change (collect a part, finish staging), exactly one
-    gets True; the other sees `change` return None on the re-read value and must not act as the winner."""
+    gets True; the other sees `change` return None on the re-read value and must not act as the winner.
+
+    Every value written carries this call's write token (`WRITE_TOKEN`). Cloud Storage can commit a write
+    and lose its reply; the client then retries the conditional write and gets 412 for its own commit. A
+    412 whose re-read shows our token is therefore our success, never a lost race: the change is not
+    applied a second time."""
+    token = secrets.token_hex(8)
     for attempt in range(attempts):
         current = store.read_json(bucket, name)
+        if current is not None and attempt and current.value.get(WRITE_TOKEN) == token:
+            return current.value, True
         base = orjson.loads(dumps(current.value)) if current else None
         new = change(base)
         if new is None:
             return (current.value if current else None), False
+        new = {**new, WRITE_TOKEN: token}
         generation = current.generation if current else 0
         if store.write_json(bucket, name, new, if_generation_match=generation) is not None:
             return new, True
-        # Lost the race: back off a little (with jitter, so racing writers spread out) and re-read.
+        # Lost the race (or our write's reply was lost: the re-read above tells): back off a little, with
+        # jitter so racing writers spread out, and try again.
         time.sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * (0.5 + random.random()))
     raise StateConflictError(f"gs://{bucket}/{name}: still contended after {attempts} attempts")
