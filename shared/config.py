@@ -102,7 +102,13 @@ class Config:
     def vertex_call_seconds(self) -> int:
         """The HTTP timeout of one Vertex call: a quarter of the function's timeout, at most a minute, so
         one invocation's calls fit in it."""
-        return max(5, min(60, self.function_timeout_seconds // 4))
+        return max(2, min(60, self.function_timeout_seconds // 4))
+
+    @property
+    def last_create_seconds(self) -> float:
+        """No create is sent later than this after a slot was reserved: it must land before a poller may
+        adopt the reservation (at the deadline) and look the job up."""
+        return max(self.function_timeout_seconds / 2, self.function_timeout_seconds - 2 * self.vertex_call_seconds)
 
     @property
     def create_stuck_seconds(self) -> int:

@@ -81,6 +81,31 @@ def run_state_name(run: str) -> str:
 
 
 SCHEDULER_NAME = "state/scheduler.json"
+QUEUE_PREFIX = "state/queue/"
+
+
+def queue_entry_name(since: float, qid: str) -> str:
+    """One waiting part. `since` (when the part was made) leads, zero-padded, so names sort in FIFO order;
+    the same part always gets the same name, so enqueuing twice is one object and a part handed back keeps
+    its place."""
+    return f"{QUEUE_PREFIX}{queue_since_prefix(since)}-{qid}.json"
+
+
+def queue_since_prefix(since: float) -> str:
+    return f"{int(round(since * 1000)):016d}"
+
+
+def qid_of_display_name(pipeline: str, display_name: str | None) -> str | None:
+    """The queue id of a job from its display name (`job_display_name`), or None for another job."""
+    if not display_name or not display_name.startswith(pipeline + "-"):
+        return None
+    rest = display_name[len(pipeline) + 1:]
+    run, _, part = rest.partition("-")
+    return queue_id(run, part) if run.startswith("r") and part.startswith("p") else None
+
+
+def job_display_name(pipeline: str, run: str, part: str) -> str:
+    return f"{pipeline}-{run}-{part}"
 
 # One small marker per unfinished run, created before its run record and deleted after the run is done: the
 # reconciliation lists this prefix (never every run ever) to find the runs it must drive forward.

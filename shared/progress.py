@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import layout, runstate, scheduler
+from shared import runstate, scheduler
 from shared.finalize import finalize
 from shared.pipeline import Pipeline
 
 
 def resume(p: Pipeline, record: dict[str, Any]) -> None:
     if record["state"] == runstate.RUNNING:
-        queued = [layout.queue_id(record["run"], part) for part, entry in sorted(record["parts"].items())
-                  if entry["state"] == runstate.QUEUED]
-        if queued:
-            scheduler.enqueue(p, queued, record["model"])
-        scheduler.drain(p)
+        scheduler.enqueue(p, record, [part for part, entry in sorted(record["parts"].items())
+                                      if entry["state"] == runstate.QUEUED])
+        # One try at starting jobs now; under a burst of uploads the poll tick does it instead.
+        scheduler.drain(p, best_effort=True)
     elif record["state"] == runstate.FINALIZING:
         finalize(p, record["run"])

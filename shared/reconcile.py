@@ -66,7 +66,7 @@ def _visit_open_runs(p: Pipeline, after: str, summary: Counter[str], out_of_time
     """Visit one page of open runs after `after`; returns where the next tick starts ("" = from the top)."""
     limit = p.config.reconcile_batch
     page = p.store.list_page(p.work_bucket, layout.OPEN_PREFIX, start_after=after, limit=limit)
-    state = scheduler.read(p)
+    state = scheduler.read_slots(p)
     last = after
     for listed in page:
         if out_of_time():
@@ -90,11 +90,14 @@ def _visit(p: Pipeline, run: str, state: dict[str, Any], summary: Counter[str]) 
     marker = p.store.read_json(bucket, layout.open_marker_name(run))
     found = p.store.read_json(bucket, layout.run_state_name(run))
     record = found.value if found else None
-    jobs = {}
+    jobs, queued = {}, set()
+    now, deadline = p.clock(), p.config.deadline_seconds
     if record is not None and record["state"] == runstate.RUNNING:
         jobs = {name: p.vertex.get(name) for name in repairs.jobs_to_check(record, state)}
-    actions = repairs.plan(marker=marker.value if marker else None, record=record, scheduler=state, jobs=jobs,
-                           now=p.clock(), deadline=p.config.deadline_seconds)
+        overdue = repairs.overdue_queued(record, now, deadline)
+        queued = scheduler.queued(p, record, overdue) if overdue else set()
+    actions = repairs.plan(marker=marker.value if marker else None, record=record, scheduler=state, queued=queued,
+                           jobs=jobs, now=now, deadline=deadline)
     for action in actions:
         if action.kind == Kind.CLOSE:
             # The run finished but its marker outlived it (a crash between the two): no repair to count.
@@ -144,7 +147,7 @@ def _carry_out(p: Pipeline, run: str, marker: dict[str, Any] | None, record: dic
         source = record["input"] if record else marker
         _republish_upload(p, source["bucket"], source["name"], int(source["generation"]))
     elif action.kind == Kind.REQUEUE:
-        scheduler.requeue_missing(p, [layout.queue_id(run, part) for part in action.parts], record["model"])
+        scheduler.enqueue(p, record, action.parts, verify=True)
     elif action.kind == Kind.REANNOUNCE:
         for payload in action.announcements:
             p.publisher.publish(p.config.job_finished_topic, JobFinished.from_payload(payload).to_payload())

@@ -24,7 +24,6 @@ from enum import StrEnum
 from typing import Any
 
 from shared import layout, runstate
-from shared import scheduler_state as sched
 from shared.vertex import JobInfo
 
 # After this many repairs of the same kind a run is reported stuck (it is still repaired on every period).
@@ -64,8 +63,15 @@ def jobs_to_check(record: dict[str, Any], scheduler: dict[str, Any]) -> list[str
             and layout.queue_id(record["run"], part) not in scheduler["active"]]
 
 
+def overdue_queued(record: dict[str, Any], now: float, deadline: float) -> list[str]:
+    """Parts the run holds as queued for longer than the deadline: is the scheduler still holding them?"""
+    return [part for part, entry in sorted(record.get("parts", {}).items())
+            if entry["state"] == runstate.QUEUED and _age(now, entry.get("since")) > deadline]
+
+
 def plan(*, marker: dict[str, Any] | None, record: dict[str, Any] | None, scheduler: dict[str, Any],
-         jobs: dict[str, JobInfo | None], now: float, deadline: float) -> list[Action]:
+         queued: set[str], jobs: dict[str, JobInfo | None], now: float, deadline: float) -> list[Action]:
+    """`scheduler`: the slots object; `queued`: queue ids of the run that have a queue object."""
     """The repairs one run needs now (empty when it is moving, or not overdue yet)."""
     if record is None:
         if marker is not None and _age(now, marker.get("since")) > deadline:
@@ -86,16 +92,15 @@ def plan(*, marker: dict[str, Any] | None, record: dict[str, Any] | None, schedu
             return [Action(Kind.FINALIZE, f"settled {age:.0f}s ago but no report yet" if age != float("inf")
                            else "settled but no report yet")]
         return []
-    return _running(record, scheduler, jobs, now, deadline)
+    return _running(record, scheduler, queued, jobs, now, deadline)
 
 
-def _running(record: dict[str, Any], scheduler: dict[str, Any], jobs: dict[str, JobInfo | None], now: float,
-             deadline: float) -> list[Action]:
+def _running(record: dict[str, Any], scheduler: dict[str, Any], queued: set[str], jobs: dict[str, JobInfo | None],
+             now: float, deadline: float) -> list[Action]:
     actions = []
     run = record["run"]
-    lost = tuple(part for part, entry in sorted(record["parts"].items())
-                 if entry["state"] == runstate.QUEUED and not sched.holds(scheduler, layout.queue_id(run, part))
-                 and _age(now, entry.get("since")) > deadline)
+    lost = tuple(part for part in overdue_queued(record, now, deadline)
+                 if layout.queue_id(run, part) not in scheduler["active"] and layout.queue_id(run, part) not in queued)
     if lost:
         actions.append(Action(Kind.REQUEUE, f"{len(lost)} queued part(s) missing from the scheduler", parts=lost))
     ended: list[tuple[str, dict[str, Any]]] = []

@@ -1,12 +1,11 @@
 """The global job scheduler: at most MAX_ACTIVE_JOBS Vertex jobs at once across all runs, the rest in a FIFO
 queue, and at most MAX_CREATES_PER_MINUTE creations a minute (Vertex's regional quota).
 
-Its state is one small JSON object (state/scheduler.json, shape and rules in `shared/scheduler_state.py`)
-changed only by compare-and-swap, so concurrent submits, polls and collects can never admit more jobs than
-there are slots. A slot is reserved (job null) before the create call and the job name recorded after it,
-so a function that dies in between leaves a reservation the poller adopts: it looks the job up by label,
-and creates it only if Vertex has none. A function that gives up on an unreachable Vertex marks its
-reservation orphaned, so the next poll adopts it at once instead of after the deadline.
+The state (shape and rules in `shared/scheduler_state.py`) is one queue object per waiting part plus one
+small slots object, so no object is written more often than Cloud Storage allows: submit and collect only
+create queue objects; the slots object is written once per poll tick and on rare events. A slot is reserved
+before the create call, so a function that dies before or after creating leaves a reservation the poller
+adopts: it looks the job up by label, and creates it only if Vertex has none.
 
 One fault never stalls the others: a 429 holds back only that model, a 401/403 only that part (for
 PERMISSION_GRACE_SECONDS, then its rows fail naming the permission problem), and a part whose run no longer
@@ -16,12 +15,14 @@ wants it is dropped.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from shared import layout, log, runstate
 from shared import scheduler_state as rules
 from shared.errors import (
+    StateConflictError,
+    TransientError,
     VertexAmbiguousError,
     VertexDeniedError,
     VertexError,
@@ -29,11 +30,12 @@ from shared.errors import (
     VertexTransientError,
 )
 from shared.pipeline import Pipeline
-from shared.storage import mutate_json
+from shared.scheduler_state import Queued
+from shared.storage import change_json, mutate_json
 from shared.vertex import JobInfo
 
 _CREATE_TRIES = 4
-empty = rules.empty
+_QUEUE_PAGE = 100  # queue entries considered per reservation: slots, not the queue's length, bound the work
 
 
 def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
@@ -41,92 +43,152 @@ def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | Non
                        lambda cur: change(rules.upgrade(cur))) or rules.empty()
 
 
-def read(p: Pipeline) -> dict[str, Any]:
+def read_slots(p: Pipeline) -> dict[str, Any]:
     found = p.store.read_json(p.work_bucket, layout.SCHEDULER_NAME)
     return rules.upgrade(found.value if found else None)
 
 
-def enqueue(p: Pipeline, qids: Iterable[str], model: str | None = None) -> None:
-    """Append parts to the queue unless already queued or active (a replayed event adds nothing)."""
-    items = [(q, model) for q in qids]
-    if items:
-        _mutate(p, lambda s: rules.enqueue(s, items, p.clock()))
+def queue_page(p: Pipeline, limit: int = _QUEUE_PAGE, *, prefix: str = "") -> list[Queued]:
+    """The oldest waiting parts (under `prefix` of the queue, when given), FIFO order."""
+    entries = []
+    for listed in p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX + prefix, limit=limit):
+        found = p.store.read_json(p.work_bucket, listed.name)
+        if found is not None:  # reserved meanwhile
+            entries.append(Queued.from_json(listed.name, found.value))
+    return entries
 
 
-def requeue_missing(p: Pipeline, qids: Iterable[str], model: str | None) -> None:
-    items = [(q, model) for q in qids]
-    if items:
-        _mutate(p, lambda s: rules.requeue_missing(s, items, p.clock()))
+def read(p: Pipeline) -> dict[str, Any]:
+    """A snapshot for tests and tools: the slots object plus "queue", the first page of waiting parts."""
+    state = read_slots(p)
+    state["queue"] = [{"name": e.name, **e.to_json()} for e in queue_page(p, limit=1000)]
+    return state
 
 
-def release(p: Pipeline, qid: str, *, token: str | None = None, job: str | None = None) -> None:
-    """Free a slot the caller knows by its reservation token or its job name."""
-    _mutate(p, lambda s: rules.release(s, qid, token=token, job=job))
+def enqueue(p: Pipeline, record: dict[str, Any], parts: Iterable[str], *, verify: bool = False) -> None:
+    """Queue parts of a run. Create-if-absent: a replayed event adds nothing. `verify`: the part may have a
+    job already (a repair re-queues it), so its creator looks it up by label first."""
+    parts = list(parts)
+    active = read_slots(p)["active"] if parts else {}
+    for part in parts:
+        qid = layout.queue_id(record["run"], part)
+        if qid in active:
+            continue  # reserved already (its run record says queued until the job is created)
+        name = layout.queue_entry_name(record["parts"][part].get("since") or 0.0, qid)
+        value = Queued(name=name, qid=qid, model=record["model"], verify=verify,
+                       input=record["input"]["uri"]).to_json()
+        p.store.write_json(p.work_bucket, name, value, if_generation_match=0)
 
 
-def set_state(p: Pipeline, qid: str, job: str, state: str) -> None:
-    _mutate(p, lambda s: rules.set_state(s, qid, job, state))
+def queued(p: Pipeline, record: dict[str, Any], parts: Iterable[str]) -> set[str]:
+    """Which of these parts of a run have a queue object (one list call per distinct `since`)."""
+    found: set[str] = set()
+    for since in {record["parts"][part].get("since") or 0.0 for part in parts}:
+        prefix = f"{layout.queue_since_prefix(since)}-{record['run']}:"
+        found |= {name.removeprefix(layout.QUEUE_PREFIX).split("-", 1)[1].removesuffix(".json")
+                  for name in (x.name for x in p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX + prefix,
+                                                                  limit=10_000))}
+    return found
 
 
-def drain(p: Pipeline) -> int:
-    """Admit queued parts while slots are free, oldest first. Returns how many jobs were created."""
+def _put_back(p: Pipeline, name: str, entry: Queued) -> None:
+    """Give a reserved part its queue object back, under its old name: it keeps its place in the FIFO."""
+    p.store.write_json(p.work_bucket, name, entry.to_json(), if_generation_match=None)
+
+
+def drain(p: Pipeline, *, best_effort: bool = False) -> int:
+    """Reserve free slots for the oldest waiting parts and create their jobs. Returns how many were created.
+
+    `best_effort` (right after an upload or a collect): one try at the slots object, no retry on contention
+    or throttling; the next poll tick reserves what this one could not."""
+    queue = queue_page(p)
+    if not queue:
+        return 0
+    reserved = _reserve(p, queue, best_effort=best_effort)
+    return start_jobs(p, reserved)
+
+
+def start_jobs(p: Pipeline, reserved: list[tuple[Queued, str]]) -> int:
     created = 0
-    while (reserved := _reserve(p)) is not None:
-        outcome = start_job(p, *reserved)
+    for number, (entry, token) in enumerate(reserved):
+        outcome = start_job(p, entry.qid, token)
         if outcome == "pending":
-            break  # Vertex is unreachable: the next tick tries again, not the next part now
+            # Vertex is unreachable: hand the other reservations to the next tick instead of waiting on each.
+            for later, later_token in reserved[number + 1:]:
+                _put_back(p, later.name, later)
+                _mutate(p, lambda s, q=later.qid, t=later_token: rules.release(s, q, t))
+            break
         created += outcome == "created"
     return created
 
 
-def _reserve(p: Pipeline) -> tuple[str, str] | None:
-    """Move the first queue entry that may start now into a free slot: (queue id, reservation token), or
-    None when no slot is free, the creation rate is used up, or nothing may start."""
-    reserved: list[str] = []
-    token = secrets.token_hex(8)
-    cfg = p.config
+def _tokens() -> Iterator[str]:
+    while True:
+        yield secrets.token_hex(8)
 
-    def take(s):
-        reserved.clear()  # `take` may run again after a lost race
-        result = rules.reserve(s, now=p.clock(), token=token, cap=cfg.max_active_jobs,
+
+def reserve_change(p: Pipeline, queue: list[Queued], taken: list[tuple[Queued, str]]):
+    """The change that reserves slots for `queue` (collecting the reservations into `taken`), for use alone
+    or inside poll's one write per tick."""
+    cfg = p.config
+    tokens = _tokens()
+
+    def change(s: dict[str, Any]) -> dict[str, Any] | None:
+        taken.clear()  # the change may run again after a lost race
+        result = rules.reserve(s, queue, now=p.clock(), tokens=tokens, cap=cfg.max_active_jobs,
                                creates_per_minute=cfg.max_creates_per_minute)
         if result is None:
             return None
-        reserved.append(result[1])
+        taken.extend(result[1])
         return result[0]
 
-    _mutate(p, take)
-    if not reserved:
-        return None
-    p.checkpoint("scheduler.reserved")
-    return reserved[0], token
+    return change
+
+
+def _reserve(p: Pipeline, queue: list[Queued], *, best_effort: bool) -> list[tuple[Queued, str]]:
+    taken: list[tuple[Queued, str]] = []
+    change = reserve_change(p, queue, taken)
+    try:
+        change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME, lambda cur: change(rules.upgrade(cur)),
+                    attempts=1 if best_effort else 40)
+    except (StateConflictError, TransientError):
+        if not best_effort:
+            raise
+        return []
+    settle_reserved(p, queue, taken)
+    return taken
+
+
+def settle_reserved(p: Pipeline, queue: list[Queued], taken: list[tuple[Queued, str]]) -> None:
+    """After a reservation is stored: drop the reserved parts' queue objects, and any left behind by a
+    crash between an earlier reservation and its clean-up (their part is in a slot already)."""
+    if taken:
+        p.checkpoint("scheduler.reserved")
+    active = read_slots(p)["active"] if queue else {}
+    for entry in queue:
+        if entry.qid in active or any(e.name == entry.name for e, _ in taken):
+            p.store.delete(p.work_bucket, entry.name)
 
 
 def claim_stuck(p: Pipeline, qid: str) -> str | None:
-    """Take over a reservation whose creator seems dead (no job after the deadline, or orphaned). The new
-    token is written by compare-and-swap, so of two overlapping polls only one adopts it, and the old holder,
-    if it is only slow, sees it has lost the reservation before its next create."""
+    """Take over a reservation whose creator seems gone (no job at Vertex after the deadline, or orphaned).
+    The new token is written by compare-and-swap, so of two overlapping polls only one adopts it, and the old
+    holder, if it is only slow, sees it has lost the reservation before its next create."""
     token = secrets.token_hex(8)
     stored = _mutate(p, lambda s: rules.adopt(s, qid, now=p.clock(), stuck_after=p.config.create_stuck_seconds,
                                               token=token))
-    entry = stored["active"].get(qid)
-    return token if entry is not None and entry.get("token") == token else None
-
-
-def _holds(p: Pipeline, qid: str, token: str) -> dict[str, Any] | None:
-    entry = read(p)["active"].get(qid)
-    return entry if entry is not None and entry.get("job") is None and entry.get("token") == token else None
+    return token if rules.holds(stored, qid, token) else None
 
 
 def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
     """Create (or, when `adopt` or the entry asks to verify, first find) the Vertex job of a reserved slot
-    and record it.
+    and record it in the run record.
 
-    Returns "created", "found", "throttled" (429: the model waits, the slot goes back to the queue head),
-    "denied" (401/403: the part retries later), "rejected" (Vertex refused the job, or permission stayed
-    denied past the grace: announced as finished so its rows go to errors), "skipped" (the part must not
-    run any more), "lost" (another poller adopted the reservation) or "pending" (Vertex unreachable after
-    an ambiguous create; the poller adopts the reservation later).
+    Returns "created", "found", "throttled" (429: the model waits, the part goes back to its place in the
+    queue), "denied" (401/403: the part retries later), "rejected" (Vertex refused the job, or permission
+    stayed denied past the grace: announced as finished so its rows go to errors), "skipped" (the part must
+    not run any more), "lost" (another poller adopted the reservation) or "pending" (Vertex unreachable after
+    an ambiguous create; the poller adopts the reservation).
     """
     run, part = layout.split_queue_id(qid)
     record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
@@ -135,24 +197,24 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
             entry["state"] != runstate.QUEUED:
         # A late duplicate may queue a part that already ran, or whose run is over: never create it.
         log.warning("job.skipped", f"{qid} is not a queued part of a running run; freeing its slot", run=run)
-        release(p, qid, token=token)
+        _mutate(p, lambda s: rules.release(s, qid, token))
         return "skipped"
     cfg = p.config
     labels = layout.job_labels(cfg.pipeline_label, run, part)
     job: JobInfo | None = None
     outcome = "created"
-    reservation = _holds(p, qid, token)
+    reservation = rules.holds(read_slots(p), qid, token)
     # Once a create may have succeeded (timeout, 5xx, a creator that died), every later try looks the job
     # up by label first: Vertex job creation is not idempotent, and one part must never get two jobs.
     maybe_created = adopt or bool(reservation and reservation.get("verify"))
     for attempt in range(_CREATE_TRIES):
         if attempt:
             p.sleep(min(4.0, 0.25 * 2 ** attempt))
-            reservation = _holds(p, qid, token)
+            reservation = rules.holds(read_slots(p), qid, token)
         if reservation is None:
             log.warning("job.lost", f"{qid}: the reservation was adopted by a poller; stopping", run=run)
             return "lost"
-        if p.clock() - reservation["since"] > cfg.function_timeout_seconds - 2 * cfg.vertex_call_seconds:
+        if p.clock() - reservation["since"] > cfg.last_create_seconds:
             # Too close to the deadline after which a poller adopts the reservation: a create sent now
             # could land after the adopter looked for it. Stop, and let the adopter find or create the job.
             break
@@ -170,7 +232,7 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
                 model=record.value["model"],
                 source_uri=f"gs://{p.work_bucket}/{layout.staged_name(run, part)}",
                 destination_prefix=f"gs://{p.work_bucket}/{layout.vertex_output_prefix(run, part)}",
-                display_name=f"{cfg.pipeline_label}-{run}-{part}",
+                display_name=layout.job_display_name(cfg.pipeline_label, run, part),
                 labels=labels,
             )
             break
@@ -181,6 +243,8 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
             return _denied(p, qid, token, reservation, exc)
         except VertexTransientError as exc:
             if not maybe_created:  # a plain 429 on create: nothing exists; that model waits
+                _put_back(p, reservation["entry"], Queued(reservation["entry"], qid, reservation.get("model"),
+                                                          input=reservation.get("input")))
                 _mutate(p, lambda s: rules.throttle(s, qid, token, now=p.clock()))
                 log.warning("job.throttled", f"{qid}: {exc}; model {record.value['model']} waits, others go on",
                             run=run, model=record.value["model"])
@@ -197,26 +261,21 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
                     run=run)
         return "pending"
     p.checkpoint("scheduler.created")
-    uri = record.value["input"]["uri"]
-    stored = _mutate(p, lambda s: rules.set_job(s, qid, token, job=job.name, state=job.state, input_uri=uri,
-                                                now=p.clock()))
-    held = stored["active"].get(qid)
-    if held is None or held.get("job") != job.name:
-        # Adopted meanwhile: the adopter finds this very job by label and records it; nothing more here.
-        log.warning("job.lost", f"{qid}: the reservation was adopted while creating {job.job_id}", run=run)
-        return "lost"
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.job_submitted(r, part, job.name) if r else None)
+    if reservation.get("model") in read_slots(p)["throttled"]:
+        _mutate(p, lambda s: rules.created(s, qid, token, reservation.get("model")))
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
-             input=uri, part=part, rows=entry["rows"])
+             input=record.value["input"]["uri"], part=part, rows=entry["rows"])
     return outcome
 
 
 def _denied(p: Pipeline, qid: str, token: str, reservation: dict[str, Any], exc: VertexDeniedError) -> str:
     run, _ = layout.split_queue_id(qid)
     cfg = p.config
-    since = reservation.get("denied", p.clock())
-    if p.clock() - since >= cfg.permission_grace_seconds:
+    now = p.clock()
+    since = reservation.get("denied", now)
+    if now - since >= cfg.permission_grace_seconds:
         _reject(p, qid, token, exc.code, exc.status,
                 f"Vertex AI denied creating the batch job ({exc.code} {exc.status}) for "
                 f"{cfg.permission_grace_seconds}s: the functions' service account needs roles/aiplatform.user "
@@ -224,7 +283,10 @@ def _denied(p: Pipeline, qid: str, token: str, reservation: dict[str, Any], exc:
                 f"/staging/ and the input bucket, and write access to gs://{p.work_bucket}/vertex/ ({exc})")
         return "rejected"
     retry_in = max(1.0, min(60.0, cfg.permission_grace_seconds / 10))
-    _mutate(p, lambda s: rules.deny(s, qid, token, now=p.clock(), retry_in=retry_in))
+    _put_back(p, reservation["entry"], Queued(reservation["entry"], qid, reservation.get("model"),
+                                              denied=since, not_before=now + retry_in,
+                                              input=reservation.get("input")))
+    _mutate(p, lambda s: rules.release(s, qid, token))
     log.warning("job.denied", f"{qid}: {exc}; retried in {retry_in:.0f}s (IAM may still be propagating), "
                 f"for up to {cfg.permission_grace_seconds}s", run=run, code=exc.code)
     return "denied"
@@ -241,7 +303,7 @@ def _reject(p: Pipeline, qid: str, token: str, code: int, status: str, message: 
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.part_rejected(r, part, error, p.clock()) if r else None)
     p.publisher.publish(p.config.job_finished_topic, rejection_payload(run, part, error))
-    release(p, qid, token=token)
+    _mutate(p, lambda s: rules.release(s, qid, token))
 
 
 def rejection_payload(run: str, part: str, error: dict[str, Any]) -> dict[str, Any]:

@@ -1,33 +1,69 @@
-"""The scheduler object's transitions, as pure functions: `(state, ...) -> new state | None` ("no change").
+"""The scheduler's state and its transitions, as pure functions: `(state, ...) -> new state | None`.
 
-Shape (version 2; version 1, with bare queue ids and a `known` map, is read and upgraded):
+No object is hot. Cloud Storage takes about one write per second to one object name, so the state is split:
 
-    {"version": 2,
-     "queue":  [{"q": "<run>:<part>", "model": m, "since": t, "verify": bool,       # FIFO, oldest first
-                 "denied": t?, "notBefore": t?}, ...],
-     "active": {"<run>:<part>": {"job": name|null, "since": t, "state": s, "token": hex, "model": m,
-                                  "input": uri, "orphan": bool, "verify": bool}},
-     "throttled": {"<model>": {"until": t, "strikes": n}},   # 429 at create: that model waits, others go on
-     "creates": [t, ...]}                                      # reservations of the last minute (rate cap)
+- the queue is one small object per waiting part, `state/queue/<since>-<run>:<part>.json` (`since`: when
+  the part was made, zero-padded milliseconds, so names sort in FIFO order and the same part always gets the
+  same name: enqueuing is create-if-absent, and a part handed back keeps its place). Submit and collect
+  write only these, never a shared object;
+- `state/scheduler.json` holds the active slots, the per-model throttle and the last minute's creations:
 
-Invariants: a queue id is in the queue or in `active`, never both, never twice; `active` holds at most
-MAX_ACTIVE_JOBS entries; every change to a reservation names its token, so a creator that lost its
-reservation (adopted by a poller) can no longer record, release or requeue it. The run record, not this
-object, says whether a part may still run: the scheduler may hold a stale entry, and `start_job` drops it.
+    {"version": 3,
+     "active": {"<run>:<part>": {"since": t, "first": t, "token": hex, "model": m, "state": s|null,
+                                  "verify": bool, "orphan": bool, "entry": "<queue object name>", "input": uri}},
+     "throttled": {"<model>": {"until": t, "strikes": n}},
+     "creates": [t, ...]}
+
+  It is written once per poll tick (observed states, released and newly reserved slots in ONE change),
+  and otherwise only on rare events (a 429 or 403 at create, an adoption) or by one best-effort reservation
+  right after an upload, which gives up on contention rather than retrying (the next tick does it).
+  Job names are not kept here: poll matches Vertex jobs to slots by their display name, and the run
+  record holds each part's job.
+
+Invariants: `active` holds at most MAX_ACTIVE_JOBS entries; every change to a reservation names its token, so
+a creator that lost its reservation (adopted by a poller) can no longer hand it back or release it. The run
+record, not this state, says whether a part may still run: a stale queue entry or slot is dropped by
+`start_job`. Version 2 objects (queue inside, job names in slots) are read and upgraded.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
-VERSION = 2
+VERSION = 3
 _RATE_WINDOW = 60.0
 _MAX_THROTTLE_SECONDS = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """One waiting part (the content of its queue object, plus the object's name)."""
+
+    name: str
+    qid: str
+    model: str | None
+    verify: bool = False
+    denied: float | None = None
+    not_before: float = 0.0
+    input: str | None = None  # the input's URI, for the log labels of the job's events
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"q": self.qid, "model": self.model, "verify": self.verify, "input": self.input}
+        if self.denied is not None:
+            value.update(denied=self.denied, notBefore=self.not_before)
+        return value
+
+    @classmethod
+    def from_json(cls, name: str, value: dict[str, Any]) -> Queued:
+        return cls(name=name, qid=value["q"], model=value.get("model"), verify=bool(value.get("verify")),
+                   denied=value.get("denied"), not_before=float(value.get("notBefore") or 0.0),
+                   input=value.get("input"))
+
+
 def empty() -> dict[str, Any]:
-    return {"version": VERSION, "queue": [], "active": {}, "throttled": {}, "creates": []}
+    return {"version": VERSION, "active": {}, "throttled": {}, "creates": []}
 
 
 def upgrade(s: dict[str, Any] | None) -> dict[str, Any]:
@@ -35,159 +71,123 @@ def upgrade(s: dict[str, Any] | None) -> dict[str, Any]:
     if s is None:
         return empty()
     new = copy.deepcopy(s)
-    new["queue"] = [{"q": e, "model": None, "since": 0.0, "verify": False} if isinstance(e, str) else e
-                    for e in new.get("queue", [])]
-    new.pop("known", None)  # version 1 kept every part ever queued; the run record is the authority now
+    for old in ("queue", "known"):  # version 1/2 kept the queue (and a history) here
+        new.pop(old, None)
     new.setdefault("active", {})
     new.setdefault("throttled", {})
     new.setdefault("creates", [])
+    for entry in new["active"].values():
+        entry.pop("job", None)
     new["version"] = VERSION
     return new
 
 
-def holds(s: dict[str, Any], qid: str) -> bool:
-    return qid in s["active"] or any(e["q"] == qid for e in s["queue"])
+def legacy_queue(s: dict[str, Any] | None) -> list[tuple[str, str | None]]:
+    """(queue id, model) of a version 1/2 object's queue, to move into queue objects once."""
+    return [(e, None) if isinstance(e, str) else (e["q"], e.get("model")) for e in (s or {}).get("queue", [])]
 
 
-def enqueue(s: dict[str, Any], items: list[tuple[str, str | None]], now: float, *,
-            verify: bool = False) -> dict[str, Any] | None:
-    """Append (queue id, model) pairs not already held. `verify`: the part may have a job already (a repair
-    re-queues it), so its creator must look the job up by label before creating one."""
-    new = upgrade(s)
-    fresh = [(q, m) for q, m in dict(items).items() if not holds(new, q)]
-    if not fresh:
-        return None
-    new["queue"].extend({"q": q, "model": m, "since": now, "verify": verify} for q, m in fresh)
-    return new
-
-
-def _throttled(s: dict[str, Any], model: str | None, now: float) -> bool:
+def throttled(s: dict[str, Any], model: str | None, now: float) -> bool:
     entry = s["throttled"].get(model or "")
     return entry is not None and entry["until"] > now
 
 
-def reserve(s: dict[str, Any], *, now: float, token: str, cap: int,
-            creates_per_minute: int) -> tuple[dict[str, Any], str] | None:
-    """Move the oldest queue entry that may start now into a free slot: (new state, queue id), or None when
-    no slot is free, the creation rate is used up, or every queued entry waits (throttled model, denied)."""
+def may_start(s: dict[str, Any], entry: Queued, now: float) -> bool:
+    return entry.qid not in s["active"] and not throttled(s, entry.model, now) and entry.not_before <= now
+
+
+def reserve(s: dict[str, Any], queue: list[Queued], *, now: float, tokens, cap: int,
+            creates_per_minute: int) -> tuple[dict[str, Any], list[tuple[Queued, str]]] | None:
+    """Move queue entries, oldest first, into free slots while the creation rate allows; entries whose model
+    is throttled or that wait after a 403 are passed over (they keep their place). `tokens` yields one
+    fresh token per reservation. Returns (new state, [(entry, token)]) or None when nothing can start."""
     new = upgrade(s)
-    if len(new["active"]) >= cap:
-        return None
     new["creates"] = [t for t in new["creates"] if now - t < _RATE_WINDOW]
-    if len(new["creates"]) >= creates_per_minute:
-        return None
-    for index, entry in enumerate(new["queue"]):
-        if _throttled(new, entry.get("model"), now) or entry.get("notBefore", 0) > now:
+    taken: list[tuple[Queued, str]] = []
+    for entry in queue:
+        if len(new["active"]) >= cap or len(new["creates"]) >= creates_per_minute:
+            break
+        if not may_start(new, entry, now) or any(e.qid == entry.qid for e, _ in taken):
             continue
-        del new["queue"][index]
-        new["active"][entry["q"]] = {
-            "job": None, "since": now, "state": None, "token": token, "model": entry.get("model"),
-            "verify": bool(entry.get("verify")),
-            **{k: entry[k] for k in ("denied",) if k in entry},
-        }
+        token = next(tokens)
+        new["active"][entry.qid] = {"since": now, "first": now, "token": token, "model": entry.model, "state": None,
+                                    "verify": entry.verify, "orphan": False, "entry": entry.name,
+                                    "input": entry.input,
+                                    **({"denied": entry.denied} if entry.denied is not None else {})}
         new["creates"].append(now)
-        return new, entry["q"]
-    return None
+        taken.append((entry, token))
+    return (new, taken) if taken else None
 
 
-def _reservation(s: dict[str, Any], qid: str, token: str) -> dict[str, Any] | None:
+def holds(s: dict[str, Any], qid: str, token: str) -> dict[str, Any] | None:
     entry = s["active"].get(qid)
     return entry if entry is not None and entry.get("token") == token else None
 
 
-def set_job(s: dict[str, Any], qid: str, token: str, *, job: str, state: str | None,
-            input_uri: str | None, now: float) -> dict[str, Any] | None:
-    """Record the job of the reservation `token` holds (and clear the model's throttle: creates work)."""
+def observe(s: dict[str, Any], *, states: dict[str, str], finished: set[str]) -> dict[str, Any] | None:
+    """What one poll tick saw: new states of running jobs, and slots whose jobs are over (released)."""
     new = upgrade(s)
-    entry = _reservation(new, qid, token)
-    if entry is None or entry.get("job") == job:
-        return None
-    entry.update(job=job, state=state, input=input_uri)
-    entry.pop("denied", None)
-    new["throttled"].pop(entry.get("model") or "", None)
-    return new
+    changed = False
+    for qid in finished:
+        if new["active"].pop(qid, None) is not None:
+            changed = True
+    for qid, state in states.items():
+        entry = new["active"].get(qid)
+        if entry is not None and entry.get("state") != state:
+            entry["state"] = state
+            changed = True
+    return new if changed else None
 
 
-def set_state(s: dict[str, Any], qid: str, job: str, state: str) -> dict[str, Any] | None:
+def release(s: dict[str, Any], qid: str, token: str) -> dict[str, Any] | None:
+    """Free the slot this token holds (its part must not run, or Vertex refused it for good)."""
     new = upgrade(s)
-    entry = new["active"].get(qid)
-    if entry is None or entry.get("job") != job or entry.get("state") == state:
-        return None
-    entry["state"] = state
-    return new
-
-
-def release(s: dict[str, Any], qid: str, *, token: str | None = None,
-            job: str | None = None) -> dict[str, Any] | None:
-    """Free a slot, but only the one the caller knows: by its reservation token or by its job name."""
-    new = upgrade(s)
-    entry = new["active"].get(qid)
-    if entry is None:
-        return None
-    if (token is None or entry.get("token") != token) and (job is None or entry.get("job") != job):
+    if holds(new, qid, token) is None:
         return None
     del new["active"][qid]
     return new
 
 
-def throttle(s: dict[str, Any], qid: str, token: str, *, now: float) -> dict[str, Any] | None:
-    """A 429 at create: hand the reservation back to the head of the queue and hold back that model (only
-    that model) with a back-off that doubles on every strike, up to a minute."""
+def created(s: dict[str, Any], qid: str, token: str, model: str | None) -> dict[str, Any] | None:
+    """A create worked: the model's throttle is over (no write when there was none)."""
+    if holds(s, qid, token) is None or (model or "") not in s["throttled"]:
+        return None
     new = upgrade(s)
-    entry = _reservation(new, qid, token)
-    if entry is None or entry.get("job"):
+    new["throttled"].pop(model or "", None)
+    return new
+
+
+def throttle(s: dict[str, Any], qid: str, token: str, *, now: float) -> dict[str, Any] | None:
+    """A 429 at create: free the slot and hold back that model (only that model) with a back-off that
+    doubles on every strike, up to a minute. The caller puts the queue entry back first."""
+    new = upgrade(s)
+    entry = holds(new, qid, token)
+    if entry is None:
         return None
     del new["active"][qid]
     model = entry.get("model") or ""
     strikes = new["throttled"].get(model, {}).get("strikes", 0) + 1
     new["throttled"][model] = {"until": now + min(_MAX_THROTTLE_SECONDS, 2.0 ** strikes), "strikes": strikes}
-    new["queue"].insert(0, _back_to_queue(qid, entry))
     return new
-
-
-def deny(s: dict[str, Any], qid: str, token: str, *, now: float, retry_in: float) -> dict[str, Any] | None:
-    """A 401/403 at create: back to the head of the queue, not before `retry_in`; remembers when it began."""
-    new = upgrade(s)
-    entry = _reservation(new, qid, token)
-    if entry is None or entry.get("job"):
-        return None
-    del new["active"][qid]
-    queued = _back_to_queue(qid, entry)
-    queued["denied"] = entry.get("denied", now)
-    queued["notBefore"] = now + retry_in
-    new["queue"].insert(0, queued)
-    return new
-
-
-def _back_to_queue(qid: str, entry: dict[str, Any]) -> dict[str, Any]:
-    return {"q": qid, "model": entry.get("model"), "since": entry.get("since", 0.0),
-            "verify": bool(entry.get("verify"))}
 
 
 def orphan(s: dict[str, Any], qid: str, token: str) -> dict[str, Any] | None:
     """Vertex unreachable after an ambiguous create: the slot stays taken (a job may exist) and the next
     poll adopts it at once."""
     new = upgrade(s)
-    entry = _reservation(new, qid, token)
-    if entry is None or entry.get("job") or entry.get("orphan"):
+    entry = holds(new, qid, token)
+    if entry is None or entry.get("orphan"):
         return None
     entry["orphan"] = True
     return new
 
 
 def adopt(s: dict[str, Any], qid: str, *, now: float, stuck_after: float, token: str) -> dict[str, Any] | None:
-    """Take over a reservation without a job whose creator is gone (orphaned, or older than `stuck_after`)."""
+    """Take over a slot whose job Vertex does not know and whose creator is gone (orphaned, or older than
+    `stuck_after`, which no invocation outlives). The adopter looks the job up by label before creating."""
     new = upgrade(s)
     entry = new["active"].get(qid)
-    if entry is None or entry.get("job"):
-        return None
-    if not entry.get("orphan") and now - entry["since"] <= stuck_after:
+    if entry is None or (not entry.get("orphan") and now - entry["since"] <= stuck_after):
         return None
     entry.update(since=now, token=token, orphan=False, verify=True)
     return new
-
-
-def requeue_missing(s: dict[str, Any], items: list[tuple[str, str | None]], now: float) -> dict[str, Any] | None:
-    """The reconciliation's repair: parts their run holds as queued but the scheduler does not. They may
-    have a job already (their creator died after the create), so they are queued to be looked up first."""
-    return enqueue(s, items, now, verify=True)

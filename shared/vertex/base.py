@@ -24,6 +24,7 @@ class JobInfo:
     end_time: datetime | None = None
     error_code: int | None = None
     error_message: str | None = None
+    display_name: str | None = None
 
     @property
     def terminal(self) -> bool:

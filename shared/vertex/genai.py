@@ -41,6 +41,7 @@ def _info(job: types.BatchJob) -> JobInfo:
         end_time=job.end_time,
         error_code=job.error.code if job.error else None,
         error_message=job.error.message if job.error else None,
+        display_name=job.display_name,
     )
 
 

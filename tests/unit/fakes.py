@@ -42,6 +42,7 @@ class FakeVertex:
             raise VertexAmbiguousError("timeout before the job was created")
         name = f"projects/p/locations/l/batchPredictionJobs/{next(self._ids)}"
         self.jobs[name] = {"state": "JOB_STATE_PENDING", "labels": dict(labels), "src": source_uri,
+                           "display_name": display_name,
                            "dest": destination_prefix, "model": model, "created": datetime.now(UTC),
                            "error": None}
         if fault == "ambiguous-created":
@@ -52,7 +53,7 @@ class FakeVertex:
         job = self.jobs[name]
         err = job["error"] or (None, None)
         return JobInfo(name=name, state=job["state"], create_time=job["created"], error_code=err[0],
-                       error_message=err[1], end_time=job.get("ended"))
+                       error_message=err[1], end_time=job.get("ended"), display_name=job.get("display_name"))
 
     def find(self, labels: Mapping[str, str]) -> JobInfo | None:
         self.calls.append("find")

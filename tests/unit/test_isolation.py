@@ -9,7 +9,8 @@ import pytest
 
 from shared import handlers, layout, poll, scheduler, submit
 from shared import scheduler_state as rules
-from shared.errors import ConfigError, VertexDeniedError, VertexTransientError
+from shared.errors import ConfigError, TransientError, VertexDeniedError, VertexTransientError
+from shared.scheduler_state import Queued
 from tests.unit.fakes import make_pipeline
 from tests.unit.flows import assert_accounting, jsonl, lines, settle, tick_and_collect, upload
 from tests.unit.healing import World
@@ -54,48 +55,81 @@ def test_a_model_without_quota_never_blocks_the_runs_of_other_models():
     assert "gemini-busy" not in scheduler.read(p)["throttled"]
 
 
+def _queue(*qids: str, model: str = "m") -> list[Queued]:
+    return [Queued(name=f"state/queue/{i:016d}-{q}.json", qid=q, model=model) for i, q in enumerate(qids)]
+
+
+def _tokens(*tokens: str):
+    return iter(tokens)
+
+
 def test_a_throttle_backs_off_and_never_exceeds_a_minute():
-    s = rules.enqueue(rules.empty(), [("r:p1", "m")], 0.0)
+    s, queue = rules.empty(), _queue("r:p1")
     for strike in range(1, 12):
-        s, qid = rules.reserve(s, now=1000.0 * strike, token="t", cap=1, creates_per_minute=60)
-        s = rules.throttle(s, qid, "t", now=1000.0 * strike)
-        assert s["throttled"]["m"]["until"] - 1000.0 * strike == min(60.0, 2.0 ** strike)
-        assert rules.reserve(s, now=1000.0 * strike + 1, token="u", cap=1, creates_per_minute=60) is None
+        now = 1000.0 * strike
+        s, taken = rules.reserve(s, queue, now=now, tokens=_tokens("t"), cap=1, creates_per_minute=60)
+        s = rules.throttle(s, "r:p1", "t", now=now)
+        assert s["throttled"]["m"]["until"] - now == min(60.0, 2.0 ** strike)
+        assert rules.reserve(s, queue, now=now + 1, tokens=_tokens("u"), cap=1, creates_per_minute=60) is None
+
+
+def test_a_throttled_model_is_passed_over_and_keeps_its_place():
+    s = rules.throttle(rules.reserve(rules.empty(), _queue("r:p1"), now=0.0, tokens=_tokens("t"), cap=5,
+                                     creates_per_minute=60)[0], "r:p1", "t", now=0.0)
+    queue = _queue("r:p1") + _queue("r:p2", model="other")
+    s, taken = rules.reserve(s, queue, now=1.0, tokens=_tokens("a", "b"), cap=5, creates_per_minute=60)
+    assert [e.qid for e, _ in taken] == ["r:p2"]
 
 
 def test_creations_stay_within_the_regional_rate():
-    s = rules.enqueue(rules.empty(), [(f"r:p{i}", "m") for i in range(5)], 0.0)
-    for i in range(3):
-        s, _ = rules.reserve(s, now=10.0 + i, token=f"t{i}", cap=100, creates_per_minute=3)
-    assert rules.reserve(s, now=20.0, token="x", cap=100, creates_per_minute=3) is None
-    assert rules.reserve(s, now=71.0, token="x", cap=100, creates_per_minute=3) is not None
+    queue = _queue(*(f"r:p{i}" for i in range(5)))
+    s, taken = rules.reserve(rules.empty(), queue, now=10.0, tokens=_tokens("a", "b", "c", "d"), cap=100,
+                             creates_per_minute=3)
+    assert len(taken) == 3
+    assert rules.reserve(s, queue[3:], now=20.0, tokens=_tokens("x"), cap=100, creates_per_minute=3) is None
+    assert rules.reserve(s, queue[3:], now=71.0, tokens=_tokens("x", "y"), cap=100, creates_per_minute=3) is not None
+
+
+def test_the_cap_is_never_exceeded():
+    queue = _queue(*(f"r:p{i}" for i in range(5)))
+    s, taken = rules.reserve(rules.empty(), queue, now=1.0, tokens=_tokens(*"abcde"), cap=2, creates_per_minute=60)
+    assert len(taken) == 2 and len(s["active"]) == 2
+    assert rules.reserve(s, queue[2:], now=2.0, tokens=_tokens("x"), cap=2, creates_per_minute=60) is None
 
 
 def test_every_change_to_a_reservation_checks_its_token():
-    s = rules.enqueue(rules.empty(), [("r:p1", "m")], 0.0)
-    s, qid = rules.reserve(s, now=1.0, token="mine", cap=1, creates_per_minute=60)
-    assert rules.set_job(s, qid, "theirs", job="j", state=None, input_uri=None, now=2.0) is None
-    assert rules.release(s, qid, token="theirs") is None
-    assert rules.throttle(s, qid, "theirs", now=2.0) is None
-    assert rules.deny(s, qid, "theirs", now=2.0, retry_in=5) is None
-    assert rules.orphan(s, qid, "theirs") is None
-    s = rules.set_job(s, qid, "mine", job="j", state="JOB_STATE_PENDING", input_uri="gs://x", now=2.0)
-    assert rules.release(s, qid, job="other") is None and rules.release(s, qid, job="j")["active"] == {}
+    s, _ = rules.reserve(rules.empty(), _queue("r:p1"), now=1.0, tokens=_tokens("mine"), cap=1,
+                         creates_per_minute=60)
+    assert rules.release(s, "r:p1", "theirs") is None
+    assert rules.throttle(s, "r:p1", "theirs", now=2.0) is None
+    assert rules.orphan(s, "r:p1", "theirs") is None
+    assert rules.release(s, "r:p1", "mine")["active"] == {}
 
 
-def test_the_scheduler_object_keeps_no_history():
+def test_the_scheduler_state_keeps_no_history():
     p, store, vertex, publisher = make_pipeline(MAX_ROWS_PER_JOB=1)
     for i in range(5):
         submit.handle_upload(p, upload(store, f"incoming/f{i}.jsonl", b"\n".join(lines(2))))
     settle(p, vertex, publisher, rounds=20)
     stored = store.read_json("out-bucket", layout.SCHEDULER_NAME).value
-    assert stored["queue"] == [] and stored["active"] == {} and "known" not in stored
+    assert stored["active"] == {} and "queue" not in stored and "known" not in stored
+    assert not list(store.list_names("out-bucket", layout.QUEUE_PREFIX))
 
 
-def test_a_version_1_scheduler_object_is_read_and_upgraded():
-    old = {"queue": ["r1:p0001-a1"], "active": {}, "known": {"r1:p0001-a1": 1, "r0:p0001-a1": 1}}
-    new = rules.upgrade(old)
-    assert new["version"] == 2 and new["queue"][0]["q"] == "r1:p0001-a1" and "known" not in new
+def test_an_older_scheduler_object_is_read_and_its_queued_parts_are_requeued_by_the_reconciliation():
+    world = World(MAX_ACTIVE_JOBS=1)
+    world.drop("incoming/first.jsonl", b"\n".join(lines(2)))
+    world.drop("incoming/v1.jsonl", b"\n".join(lines(2)))
+    [entry] = list(world.store.list_names("out-bucket", layout.QUEUE_PREFIX))
+    qid = orjson.loads(world.store.read_bytes("out-bucket", entry))["q"]
+    # As a version 1 deployment left it: the queue inside the object, which this version no longer reads.
+    world.store.delete("out-bucket", entry)
+    old = world.store.read_json("out-bucket", layout.SCHEDULER_NAME).value
+    world.store.write_json("out-bucket", layout.SCHEDULER_NAME, {**old, "queue": [qid], "known": {qid: 1}},
+                           if_generation_match=None)
+    assert "queue" not in rules.upgrade(world.store.read_json("out-bucket", layout.SCHEDULER_NAME).value)
+    world.settle(["first", "v1"])
+    assert_accounting(world.store, "v1", [1, 2])
 
 
 def test_permission_denied_is_retried_then_names_the_permission_problem():
@@ -125,22 +159,16 @@ def test_permission_that_comes_back_within_the_grace_runs_the_rows():
     assert len(jsonl(world.store, "results/d.jsonl")) == 3
 
 
-class FlakyGet:
-    """A Vertex whose list misses one job and whose get fails for it: that entry cannot be checked."""
+class FailingFor:
+    """A publisher that cannot announce one job: that entry cannot be finished this tick."""
 
-    def __init__(self, vertex, bad: set[str]) -> None:
-        self._vertex, self.bad = vertex, bad
+    def __init__(self, publisher, job: str) -> None:
+        self._publisher, self.job = publisher, job
 
-    def list(self, filter, page_size=100):  # noqa: A002
-        return [j for j in self._vertex.list(filter, page_size) if j.name not in self.bad]
-
-    def get(self, name):
-        if name in self.bad:
-            raise VertexTransientError("503 on get")
-        return self._vertex.get(name)
-
-    def __getattr__(self, name):
-        return getattr(self._vertex, name)
+    def publish(self, topic, payload, **attributes):
+        if payload.get("job") == self.job:
+            raise TransientError("publish: 503")
+        self._publisher.publish(topic, payload, **attributes)
 
 
 def test_one_failing_entry_in_poll_is_skipped_and_the_tick_goes_on(capsys):
@@ -151,11 +179,11 @@ def test_one_failing_entry_in_poll_is_skipped_and_the_tick_goes_on(capsys):
     first, second = list(vertex.jobs)
     for name in (first, second):
         vertex.run(name)
-    p.vertex = FlakyGet(vertex, {first})
+    p.publisher = FailingFor(publisher, first)
     summary = poll.handle_tick(p)
     assert summary["failed"] == 1 and summary["finished"] == 1 and summary["started"] == 1
     assert '"event":"poll.entry_failed"' in capsys.readouterr().out
-    p.vertex = vertex
+    p.publisher = publisher
     settle(p, vertex, publisher)
     for rel in ("a", "b", "c"):
         assert_accounting(store, rel, [1, 2])

@@ -3,6 +3,7 @@ the structured log contract (one JSON object per line, stable event names, run/j
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,10 +121,7 @@ class StartTimeVertex(FakeVertex):
     """FakeVertex whose jobs can carry a start time (the base fake reports none)."""
 
     def _info(self, name: str) -> JobInfo:
-        info = super()._info(name)
-        started = self.jobs[name].get("started")
-        return JobInfo(name=info.name, state=info.state, create_time=info.create_time, start_time=started,
-                       error_code=info.error_code, error_message=info.error_message)
+        return dataclasses.replace(super()._info(name), start_time=self.jobs[name].get("started"))
 
 
 def test_poll_warns_about_a_job_running_longer_than_running_warn_seconds(capsys):

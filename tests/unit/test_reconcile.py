@@ -31,9 +31,9 @@ def _part(state: str, since: float = NOW - 100, job: str | None = None) -> dict:
     return part
 
 
-def _plan(record=None, marker=None, scheduler=None, jobs=None):
-    return repairs.plan(marker=marker, record=record, scheduler=scheduler or rules.empty(), jobs=jobs or {},
-                        now=NOW, deadline=DEADLINE)
+def _plan(record=None, marker=None, scheduler=None, jobs=None, queued=()):
+    return repairs.plan(marker=marker, record=record, scheduler=scheduler or rules.empty(), queued=set(queued),
+                        jobs=jobs or {}, now=NOW, deadline=DEADLINE)
 
 
 def test_plan_each_stuck_state_to_its_repair_only_after_the_deadline():
@@ -50,8 +50,7 @@ def test_plan_each_stuck_state_to_its_repair_only_after_the_deadline():
 def test_plan_requeues_only_queued_parts_the_scheduler_does_not_hold():
     record = _record(runstate.RUNNING, **{"p0001-a1": _part(runstate.QUEUED), "p0002-a1": _part(runstate.QUEUED),
                                           "p0003-a1": _part(runstate.QUEUED, since=NOW - 1)})
-    held = rules.enqueue(rules.empty(), [("r1:p0002-a1", "m")], NOW)
-    [action] = _plan(record, scheduler=held)
+    [action] = _plan(record, queued={"r1:p0002-a1"})
     assert action.kind == Kind.REQUEUE and action.parts == ("p0001-a1",)  # p0003 is too young to judge
 
 
