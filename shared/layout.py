@@ -44,6 +44,17 @@ def output_rel(rel: str) -> tuple[str, bool]:
     return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}", True
 
 
+def name_owner_name(rel: str) -> str:
+    """Which input owns the output names of `<rel>` (first come, for good)."""
+    return f"state/names/{hashlib.sha256(rel.encode()).hexdigest()[:32]}.json"
+
+
+def disambiguated_rel(rel: str, bucket: str, name: str) -> str:
+    """The `<rel>` of an input whose natural one belongs to another input (incoming/x and incoming/x.jsonl):
+    the same name plus `~` and a hash of the input's own name, shortened like any other if too long."""
+    return output_rel(f"{rel}~{hashlib.sha256(f'{bucket}/{name}'.encode()).hexdigest()[:12]}")[0]
+
+
 def part_id(chunk: int, attempt: int) -> str:
     """A part is one chunk of a run's rows at one attempt; retries of chunk 3 are p0003-a2, p0003-a3..."""
     return f"p{chunk:04d}-a{attempt}"

@@ -41,6 +41,12 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     if renamed:
         note = (f"the input's name is too long for Cloud Storage's 1,024-byte object names once prefixed with "
                 f"results/, errors/ or reports/: its outputs are named after the shortened {rel!r}")
+    owned = _own_output_names(p, rel, obj)
+    if owned != rel:
+        note = (f"{note}; " if note else "") + (
+            f"another input already owns the output names of {rel!r} (such as incoming/x and incoming/x.jsonl): "
+            f"this one's outputs are named after {owned!r}")
+        rel, renamed = owned, True
     record = runstate.new_run(run=run, bucket=obj.bucket, name=obj.name, generation=obj.generation,
                               rel=rel, model=model, now=p.now(), note=note)
     # The open marker goes first: a run record without one would be invisible to the reconciliation.
@@ -101,6 +107,18 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     p.checkpoint("submit.staged")
     resume(p, new)
     return "staged"
+
+
+def _own_output_names(p: Pipeline, rel: str, obj: StorageObjectEvent) -> str:
+    """The `<rel>` this input's outputs use: its natural one unless another input owns it (first come, kept
+    for good, so every generation of one input keeps its names and two inputs never share them)."""
+    owner = {"bucket": obj.bucket, "name": obj.name}
+    name = layout.name_owner_name(rel)
+    p.store.write_json(p.config.output_bucket, name, owner, if_generation_match=0)
+    found = p.store.read_json(p.config.output_bucket, name)
+    if found is None or {k: found.value.get(k) for k in owner} == owner:
+        return rel
+    return layout.disambiguated_rel(rel, obj.bucket, obj.name)
 
 
 def open_marker(obj: StorageObjectEvent, now: float) -> dict:

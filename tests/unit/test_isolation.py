@@ -257,3 +257,16 @@ def test_a_configuration_error_while_handling_an_event_is_never_acknowledged(cap
         handlers.on_tick(p, event)  # answered 500: the platform redelivers once the deploy is fixed
     entry = [orjson.loads(x) for x in capsys.readouterr().out.splitlines() if "misconfigured" in x][0]
     assert entry["severity"] == "CRITICAL" and entry["event"] == "poll.misconfigured"
+
+
+def test_two_inputs_never_share_output_names():
+    p, store, vertex, publisher = make_pipeline()
+    submit.handle_upload(p, upload(store, "incoming/x.jsonl", b"\n".join(lines(2))))
+    submit.handle_upload(p, upload(store, "incoming/x", b"\n".join(lines(3))))
+    submit.handle_upload(p, upload(store, "incoming/x.jsonl", b"\n".join(lines(4))))  # a newer generation
+    settle(p, vertex, publisher)
+    assert_accounting(store, "x", [1, 2, 3, 4])  # the first owner keeps its names across generations
+    [other] = [n for n in store.list_names("out-bucket", "reports/") if n != "reports/x.json"]
+    doc = orjson.loads(store.read_bytes("out-bucket", other))
+    assert doc["input"]["name"] == "incoming/x" and "already owns" in doc["note"]
+    assert_accounting(store, other.removeprefix("reports/").removesuffix(".json"), [1, 2, 3])
