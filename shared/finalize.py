@@ -11,6 +11,7 @@ holder is writing. So neither an older compose nor a slow duplicate can land on 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from shared import layout, log, report, runstate
@@ -27,18 +28,27 @@ def finalize(p: Pipeline, run: str) -> None:
     record = found.value
     generation = int(record["input"]["generation"])
     token = secrets.token_hex(8)
+    rel = record["rel"]
+    # The generations our outputs replace, read BEFORE the lease is ours. Every output write is fenced on
+    # them: a finalize that stalls past its lease, while a newer generation (or another delivery) takes over
+    # and writes, finds its expected generations gone and can never land on top of the newer outputs.
+    outputs = (layout.results_name(rel), layout.errors_name(rel), layout.report_name(rel))
+    expected = {name: _generation(p, name) for name in outputs}
     if not _claim_latest(p, record, generation, token):
         log.warning("run.superseded", f"run {run}: a newer generation of {record['input']['uri']} already "
                     "published its outputs; this run's are not written", run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
         return
 
-    rel = record["rel"]
+    p.checkpoint("finalize.claimed")
     parts = sorted(record["parts"].items(), key=lambda kv: (kv[1]["chunk"], kv[1]["attempt"]))
     results_sources = [layout.part_results_name(run, name) for name, _ in parts]
     errors_sources = [layout.validation_errors_name(run)] + [layout.part_errors_name(run, name) for name, _ in parts]
-    p.store.compose(bucket, results_sources, layout.results_name(rel), layout.compose_scratch_prefix(run, "results"))
-    p.store.compose(bucket, errors_sources, layout.errors_name(rel), layout.compose_scratch_prefix(run, "errors"))
+    composed = all(_fenced(p, record, token, expected, dest, lambda gen, src=src, dest=dest, what=what:
+                           p.store.compose(bucket, src, dest, layout.compose_scratch_prefix(run, what),
+                                           if_generation_match=gen))
+                   for src, dest, what in ((results_sources, outputs[0], "results"),
+                                           (errors_sources, outputs[1], "errors")))
     p.checkpoint("finalize.composed")
     finished = p.now()
     doc = report.build(record, finished=finished, results_uri=f"gs://{bucket}/{layout.results_name(rel)}",
@@ -50,7 +60,10 @@ def finalize(p: Pipeline, run: str) -> None:
         log.error("run.unbalanced", f"run {run}: {rows['total']} rows but {rows['succeeded']} succeeded and "
                   f"{rows['failed']} failed", run=run, input=record["input"]["uri"], rows=rows)
     holder = _holder(p, record)
-    if holder.get("token") != token:
+    if not composed or holder.get("token") != token or not _fenced(
+            p, record, token, expected, outputs[2],
+            lambda gen: p.store.write_json(bucket, outputs[2], doc, if_generation_match=gen)):
+        holder = _holder(p, record)
         if holder.get("run") == run:
             # Our lease expired and another delivery of this run took over: it writes the report and marks
             # the run done; doing either here could contradict it.
@@ -61,10 +74,30 @@ def finalize(p: Pipeline, run: str) -> None:
                     run=run, input=record["input"]["uri"])
         _done(p, record, superseded=True, report_doc=None)
         return
-    p.store.write_json(bucket, layout.report_name(rel), doc, if_generation_match=None)
     p.checkpoint("finalize.reported")
     _release_latest(p, record, token)
     _done(p, record, superseded=False, report_doc=doc)
+
+
+def _generation(p: Pipeline, name: str) -> int:
+    info = p.store.object_info(p.work_bucket, name)
+    return int(info["generation"]) if info else 0
+
+
+def _fenced(p: Pipeline, record: dict[str, Any], token: str, expected: dict[str, int], name: str,
+            write: Callable[[int], int | None]) -> bool:
+    """Write an output only over the generation we expect. When it changed meanwhile, a stalled older
+    writer got there (we still hold the lease: take the new generation and write again) or the lease is
+    no longer ours (False: stop writing)."""
+    for _ in range(5):
+        generation = write(expected[name])
+        if generation is not None:
+            expected[name] = generation
+            return True
+        if _holder(p, record).get("token") != token:
+            return False
+        expected[name] = _generation(p, name)
+    raise OutputsBusy(f"gs://{p.work_bucket}/{name} keeps changing under run {record['run']}")
 
 
 class OutputsBusy(TransientError):

@@ -62,9 +62,12 @@ class ObjectStore(Protocol):
         """{"size", "generation", "metadata", "content_type"} or None when absent."""
 
     def compose(self, bucket: str, sources: Iterable[str], destination: str, scratch_prefix: str,
-                content_type: str = "application/x-ndjson") -> None:
+                content_type: str = "application/x-ndjson", *,
+                if_generation_match: int | None = None) -> int | None:
         """Concatenate objects server side into `destination` (any number of sources; empty makes an
-        empty object). Intermediate objects go under `scratch_prefix`."""
+        empty object). Intermediate objects go under `scratch_prefix`. With `if_generation_match`, the
+        destination is written only if it is at that generation (0: absent). Returns the destination's new
+        generation, or None when the precondition failed."""
 
     def delete(self, bucket: str, name: str) -> None:
         """Delete if present."""

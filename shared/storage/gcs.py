@@ -115,27 +115,32 @@ class GcsStore:
                 "content_type": blob.content_type}
 
     def compose(self, bucket: str, sources: Iterable[str], destination: str, scratch_prefix: str,
-                content_type: str = "application/x-ndjson") -> None:
+                content_type: str = "application/x-ndjson", *,
+                if_generation_match: int | None = None) -> int | None:
         names = list(sources)
         if not names:
-            self.write_bytes(bucket, destination, b"", content_type)
-            return
+            return self.write_bytes(bucket, destination, b"", content_type, if_generation_match=if_generation_match)
         level = 0
         # Fold groups of 32 into scratch objects until one call can finish the job.
         while len(names) > _COMPOSE_MAX:
             folded = []
             for i in range(0, len(names), _COMPOSE_MAX):
                 scratch = f"{scratch_prefix}{level:02d}-{i // _COMPOSE_MAX:05d}"
-                self._compose_once(bucket, names[i:i + _COMPOSE_MAX], scratch, content_type)
+                self._compose_once(bucket, names[i:i + _COMPOSE_MAX], scratch, content_type, None)
                 folded.append(scratch)
             names, level = folded, level + 1
-        self._compose_once(bucket, names, destination, content_type)
+        return self._compose_once(bucket, names, destination, content_type, if_generation_match)
 
-    def _compose_once(self, bucket: str, names: list[str], destination: str, content_type: str) -> None:
+    def _compose_once(self, bucket: str, names: list[str], destination: str, content_type: str,
+                      if_generation_match: int | None) -> int | None:
         target = self._blob(bucket, destination)
         target.content_type = content_type
         with _translate():
-            target.compose([self._blob(bucket, n) for n in names])
+            try:
+                target.compose([self._blob(bucket, n) for n in names], if_generation_match=if_generation_match)
+            except gexc.PreconditionFailed:
+                return None
+        return int(target.generation)
 
     def delete(self, bucket: str, name: str) -> None:
         with _translate(), contextlib.suppress(gexc.NotFound):

@@ -87,14 +87,15 @@ class MemoryStore:
         return {"size": len(found[0]), "generation": found[1], "metadata": dict(found[2]), "content_type": None}
 
     def compose(self, bucket: str, sources: Iterable[str], destination: str, scratch_prefix: str,
-                content_type: str = "application/x-ndjson") -> None:
+                content_type: str = "application/x-ndjson", *,
+                if_generation_match: int | None = None) -> int | None:
         parts = []
         for name in sources:
             found = self._objects.get((bucket, name))
             if not found:
                 raise ObjectMissing(f"gs://{bucket}/{name}")
             parts.append(found[0])
-        self.put(bucket, destination, b"".join(parts))
+        return self.write_bytes(bucket, destination, b"".join(parts), if_generation_match=if_generation_match)
 
     def delete(self, bucket: str, name: str) -> None:
         with self._lock:

@@ -86,3 +86,19 @@ def test_list_page_walks_a_prefix_a_page_at_a_time_in_name_order(store, bucket, 
         after = page[-1].name
     assert [o.name for o in seen] == sorted(names)
     assert all(o.size == 2 and o.generation > 0 and abs(o.created - time.time()) < 60 for o in seen)
+
+
+@pytest.mark.parametrize("backend", ["memory"])  # fake-gcs-server alone ignores the precondition on compose
+def test_compose_writes_the_destination_only_at_the_expected_generation(store, bucket, backend):
+    from shared.storage.memory import MemoryStore
+
+    target = store if backend == "gcs" else MemoryStore()
+    for name in ("a", "b"):
+        target.write_bytes(bucket.name, name, name.encode())
+    first = target.compose(bucket.name, ["a", "b"], "out", "scratch/", if_generation_match=0)
+    assert first and target.read_bytes(bucket.name, "out") == b"ab"
+    assert target.compose(bucket.name, ["b", "a"], "out", "scratch/", if_generation_match=0) is None
+    assert target.compose(bucket.name, ["b", "a"], "out", "scratch/", if_generation_match=first + 12345) is None
+    assert target.read_bytes(bucket.name, "out") == b"ab"
+    assert target.compose(bucket.name, ["b", "a"], "out", "scratch/", if_generation_match=first)
+    assert target.read_bytes(bucket.name, "out") == b"ba"

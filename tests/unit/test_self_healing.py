@@ -4,17 +4,18 @@ reconciliation can finish the run, with the same outputs as a clean run and no e
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from shared import layout, reconcile
 from tests.unit.fakes import retryable
-from tests.unit.flows import GOOD, assert_accounting
+from tests.unit.flows import GOOD, assert_accounting, lines
 from tests.unit.healing import Crash, World
 
 BODY = b"\n".join([GOOD % 1, GOOD % 2, b"{broken", GOOD % 4, b"", GOOD % 6, GOOD % 7, GOOD % 8]) + b"\n"
 ROWS = [1, 2, 3, 4, 6, 7, 8]
 STEPS = ["submit.claimed", "submit.staging", "submit.written", "submit.staged", "scheduler.reserved",
-         "scheduler.created", "collect.harvesting", "collect.written", "finalize.composed", "finalize.reported"]
+         "scheduler.created", "collect.harvesting", "collect.written", "finalize.claimed", "finalize.composed", "finalize.reported"]
 
 
 def _world() -> World:
@@ -132,3 +133,33 @@ def test_a_lost_refusal_is_announced_again_and_the_rows_end_in_errors():
     report = assert_accounting(world.store, "nomodel", [1, 2])
     assert report["rows"]["failedByReason"] == {"NOT_FOUND": 2}
     assert world.vertex.calls.count("create") == 1  # refused once, never created again
+
+
+def test_an_older_generation_stalled_past_its_lease_never_lands_over_a_newer_one():
+    world = World()
+    stalled = []
+
+    def stall_once(step):
+        if step != "finalize.claimed" or stalled:
+            return
+        stalled.append(step)
+        # The old generation's finalize stalls past its lease; meanwhile the file is uploaded again and the
+        # newer run finishes completely.
+        world.now += world.p.config.deadline_seconds + 1
+        world.drop("incoming/s.jsonl", b"\n".join(lines(4)))
+        for _ in range(20):
+            world.run_jobs()
+            world.tick()
+            world.pump()
+            world.now += 5
+            found = world.store.read_bytes("out-bucket", layout.report_name("s"))
+            if found and orjson.loads(found)["rows"]["total"] == 4:
+                return
+        raise AssertionError("the newer generation did not finish")
+
+    world.p.checkpoint = stall_once
+    world.drop("incoming/s.jsonl", b"\n".join(lines(2)))
+    world.settle(["s"])
+    assert stalled
+    report = assert_accounting(world.store, "s", [1, 2, 3, 4])  # the newer outputs, not the older's
+    assert report["rows"]["total"] == 4
