@@ -15,7 +15,8 @@ from tests.unit.healing import Crash, World
 BODY = b"\n".join([GOOD % 1, GOOD % 2, b"{broken", GOOD % 4, b"", GOOD % 6, GOOD % 7, GOOD % 8]) + b"\n"
 ROWS = [1, 2, 3, 4, 6, 7, 8]
 STEPS = ["submit.claimed", "submit.staging", "submit.written", "submit.staged", "scheduler.reserved",
-         "scheduler.created", "collect.harvesting", "collect.written", "finalize.claimed", "finalize.composed", "finalize.reported"]
+         "scheduler.created", "collect.harvesting", "collect.written", "finalize.claimed", "finalize.composed",
+         "finalize.reported"]
 
 
 def _world() -> World:
