@@ -75,7 +75,8 @@ import orjson
 
 __all__ = [
     "BAD_CONTENTS", "BAD_KEY_NAME", "BAD_ROLE", "EMPTY_STRUCT", "INVALID_JSON", "LINE_PREVIEW_BYTES",
-    "MAX_NESTING", "MISSING_REQUEST", "NESTED_ARRAY", "NOT_OBJECT", "NOT_UTF8", "TOO_DEEP", "TYPE_CONFLICT",
+    "MAX_COLUMNS", "MAX_NESTING", "MISSING_REQUEST", "NESTED_ARRAY", "NOT_OBJECT", "NOT_UTF8", "TOO_DEEP",
+    "TOO_MANY_COLUMNS", "TYPE_CONFLICT",
     "Accepted", "LineValidator", "Rejected",
 ]
 
@@ -93,6 +94,11 @@ TOO_DEEP = "too_deep"
 BAD_KEY_NAME = "bad_key_name"
 EMPTY_STRUCT = "empty_struct"
 NESTED_ARRAY = "nested_array"
+TOO_MANY_COLUMNS = "too_many_columns"
+# BigQuery, which imports the file for Vertex, keeps at most 10,000 columns (distinct key paths) per table: a
+# file past that fails its whole job. The lines that would add more are rejected, which also bounds the
+# schema this validator keeps (a node per key path: a few MB at most), whatever per-row keys a file has.
+MAX_COLUMNS = 10_000
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r\n"
@@ -236,15 +242,18 @@ def _preview(raw: bytes, row: int = 0) -> str:
 class LineValidator:
     """Validates the lines of one input file, in order; keeps the file-wide key path -> type schema."""
 
-    __slots__ = ("_max", "_root", "_types", "_view", "_undo", "_row")
+    __slots__ = ("_max", "_root", "_types", "_view", "_undo", "_row", "_columns", "_max_columns", "_created")
 
-    def __init__(self, max_nesting: int = MAX_NESTING) -> None:
+    def __init__(self, max_nesting: int = MAX_NESTING, max_columns: int = MAX_COLUMNS) -> None:
         self._max = max_nesting
         self._root = _Node("request")
         self._types: dict[str, str] = {}
         self._view = MappingProxyType(self._types)
         self._undo: list[_Node] = []
         self._row = 0
+        self._columns = 0
+        self._max_columns = max_columns
+        self._created: list[tuple[dict, str]] = []  # key paths first seen on this line (gone if it fails)
         for segs, kind in _SCHEMA_PATHS:
             node = self._root
             for seg in segs:
@@ -253,6 +262,8 @@ class LineValidator:
                         node.item = _Node(node.path + "[]")
                     node = node.item
                 else:
+                    if seg not in node.children:
+                        self._columns += 1
                     node = node.children.setdefault(seg, _Node(f"{node.path}.{seg}"))
             node.type = kind  # row 0: fixed by the request schema, not by a line
             self._types[node.path] = kind
@@ -301,7 +312,13 @@ class LineValidator:
             for node in undo:
                 node.type = None
             undo.clear()
+            created = self._created
+            for children, k in reversed(created):  # a rejected line leaves no key path behind
+                del children[k]
+            self._columns -= len(created)
+            created.clear()
             return Rejected(row, p.reason, message, request, None, has_key, key)
+        self._created.clear()
         if undo:
             types = self._types
             for node in undo:
@@ -326,7 +343,11 @@ class LineValidator:
                     bad = _key_problem(k)
                     if bad is not None:
                         raise _Problem(BAD_KEY_NAME, bad, [])
+                    if self._columns >= self._max_columns:
+                        raise _Problem(TOO_MANY_COLUMNS, str(self._max_columns), [])
                     child = children[k] = _Node(f"{node.path}.{k}")
+                    self._columns += 1
+                    self._created.append((children, k))
                 if v is None:
                     continue
                 t = _TYPE_OF[type(v)]
@@ -400,6 +421,10 @@ class LineValidator:
                     "(the line is level 1, request level 2; arrays do not count)")
         if p.reason == BAD_KEY_NAME:
             return f"line {row}: {where}: {p.detail}"
+        if p.reason == TOO_MANY_COLUMNS:
+            return (f"line {row}: {where} would be a new key path past the file's first {p.detail}; Vertex's "
+                    f"importer keeps at most {p.detail} columns (distinct key paths) per file, so this line "
+                    "would fail the whole job (per-row keys such as map keys add a column each)")
         if p.reason == EMPTY_STRUCT:
             return f"line {row}: {where} is an empty object; Vertex cannot store a struct with no fields"
         return f"line {row}: {where} is an array inside an array, which Vertex cannot store"

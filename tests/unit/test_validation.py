@@ -744,3 +744,49 @@ def test_repeated_fields_as_arrays_or_null_pass():
     accepted(line({"request": request(tools=[{"functionDeclarations": [{"name": "f"}]}], safetySettings=None,
                                       systemInstruction={"parts": [{"text": "be brief"}]},
                                       generationConfig={"stopSequences": ["END"], "responseModalities": None})}))
+
+
+# --- the importer's column limit bounds the schema ------------------------------------------------------------
+
+def _labelled(i: int, n: int = 1) -> bytes:
+    labels = {f"k{i}_{j}": "v" for j in range(n)}
+    return orjson.dumps({"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                                     "labels": labels}})
+
+
+def test_lines_that_would_pass_the_importer_column_limit_are_rejected_one_by_one():
+    from shared.validation import TOO_MANY_COLUMNS, LineValidator
+
+    v = LineValidator(max_columns=40)
+    verdicts = [v.validate(i, _labelled(i, 3)) for i in range(1, 30)]
+    accepted = [x for x in verdicts if type(x).__name__ == "Accepted"]
+    rejected = [x for x in verdicts if type(x).__name__ == "Rejected"]
+    assert accepted and rejected and all(r.reason == TOO_MANY_COLUMNS for r in rejected)
+    assert "at most 40 columns" in rejected[0].message and "labels.k" in rejected[0].message
+    assert len(v.schema) <= 40
+    # A line that adds no new key path still passes after the limit is reached.
+    assert type(v.validate(99, _labelled(1, 3))).__name__ == "Accepted"
+
+
+def test_a_rejected_line_leaves_no_key_path_behind():
+    from shared.validation import LineValidator
+
+    v = LineValidator()
+    bad = orjson.dumps({"request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}],
+                                    "labels": {f"fresh{j}": "v" for j in range(50)}, "empty": {}}})
+    assert type(v.validate(1, bad)).__name__ == "Rejected"
+    assert v._columns == LineValidator()._columns
+
+
+def test_validation_memory_is_bounded_whatever_the_per_row_keys():
+    import tracemalloc
+
+    from shared.validation import LineValidator
+
+    v = LineValidator()
+    tracemalloc.start()
+    for i in range(1, 30_001):  # a new map key on every row: 30,000 distinct key paths asked for
+        v.validate(i, _labelled(i))
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert v._columns <= 10_000 and current < 16 * 1024 * 1024
