@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -80,7 +81,14 @@ class GcsStore:
         with _translate():
             try:
                 blob.reload()  # fail here, cleanly, when the object or that generation is gone
-                reader = blob.open("rb", chunk_size=_CHUNK)
+                if (blob.content_encoding or "").lower() == "gzip":
+                    # Uploaded compressed (`gcloud storage cp -Z`): Cloud Storage would decompress on the fly
+                    # and ignore the ranges the reader asks for. Read the stored bytes by range, and
+                    # decompress here, still streaming.
+                    reader = gzip.GzipFile(fileobj=blob.open("rb", chunk_size=_CHUNK, raw_download=True),
+                                           mode="rb")
+                else:
+                    reader = blob.open("rb", chunk_size=_CHUNK)
             except gexc.NotFound:
                 raise ObjectMissing(f"gs://{bucket}/{name}") from None
         with reader:

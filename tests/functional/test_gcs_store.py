@@ -102,3 +102,14 @@ def test_compose_writes_the_destination_only_at_the_expected_generation(store, b
     assert target.read_bytes(bucket.name, "out") == b"ab"
     assert target.compose(bucket.name, ["b", "a"], "out", "scratch/", if_generation_match=first)
     assert target.read_bytes(bucket.name, "out") == b"ba"
+
+
+def test_an_object_uploaded_gzip_encoded_is_read_decompressed_and_streamed(store, bucket):
+    import gzip
+
+    body = b"".join(b'{"request": {"n": %d}}\n' % i for i in range(20_000))
+    blob = bucket.blob("incoming/zipped.jsonl")
+    blob.content_encoding = "gzip"
+    blob.upload_from_string(gzip.compress(body), content_type="application/x-ndjson")
+    with store.open_read(bucket.name, "incoming/zipped.jsonl") as stream:
+        assert stream.read() == body
