@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint fmt up down bench clean
+.PHONY: venv demo test lint fmt up down bench chaos clean
 
 venv: $(STAMP)
 
@@ -36,5 +36,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+chaos: $(STAMP)
+	$(PY) -m local.chaos
+
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache
+
+include deploy/deploy.mk
