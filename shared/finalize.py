@@ -161,3 +161,7 @@ def _done(p: Pipeline, record: dict[str, Any], *, superseded: bool, report_doc: 
                  f"{report_doc['rows']['total']} rows succeeded", run=run, input=record["input"]["uri"],
                  state=report_doc["state"], rows=report_doc["rows"], tokens=report_doc["tokens"],
                  seconds=report_doc["seconds"], jobs=len(report_doc["jobs"]))
+        # One line per reason: a log-based metric cannot read a map, but it can count rows by a label.
+        for reason, rows in report_doc["rows"]["failedByReason"].items():
+            log.info("rows.failed_by_reason", f"run {run}: {rows} rows failed: {reason}", run=run,
+                     input=record["input"]["uri"], reason=reason, rows=rows)

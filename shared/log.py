@@ -37,6 +37,7 @@ EVENTS: dict[str, str] = {
     "run.repair_failed": "a repair failed this tick (logged, the other runs go on; tried again next tick)",
     "run.stuck": "the reconciliation cannot move a run forward (ERROR; once per run and period)",
     "rows.failed": "rows that end in the errors file (by stage and reason)",
+    "rows.failed_by_reason": "a finished run's failed rows for one reason (one line per reason, for metrics)",
     "rows.retried": "retryable rows sent to another attempt",
     "rows.unjoinable": "a prediction line that cannot be matched to a row",
     "part.collected": "a finished job's output joined into result and error lines",

@@ -31,6 +31,7 @@ locals {
     rows_failed_missing    = { event = "run.finished", field = "rows.failedByStage.missing", unit = "1", labels = [], description = "Rows missing from a job's output after their last attempt, per run." }
     tokens_prompt          = { event = "run.finished", field = "tokens.prompt", unit = "1", labels = [], description = "Prompt tokens per finished run." }
     tokens_candidates      = { event = "run.finished", field = "tokens.candidates", unit = "1", labels = [], description = "Response tokens per finished run." }
+    rows_failed_by_reason  = { event = "rows.failed_by_reason", field = "rows", unit = "1", labels = ["reason"], description = "Failed rows of a finished run, by reason (validation reason or error status)." }
   }
 
   metric_type = merge(
@@ -380,6 +381,7 @@ locals {
     { title = "Runs finished, by state", dataSets = [local.counter_chart["runs_finished"]] },
     { title = "Rows succeeded and failed", dataSets = [local.sum_chart["rows_succeeded"], local.sum_chart["rows_failed"]] },
     { title = "Rows failed, by stage", dataSets = [for s in ["validation", "prediction", "job", "missing"] : local.sum_chart["rows_failed_${s}"]] },
+    { title = "Rows failed, by reason", dataSets = [{ timeSeriesQuery = { prometheusQuery = "sum by (reason) (increase(${local.promql_sum["rows_failed_by_reason"]}{monitored_resource=\"cloud_run_revision\"}[5m]))" }, plotType = "STACKED_BAR", targetAxis = "Y1" }] },
     { title = "Vertex AI jobs created", dataSets = [local.counter_chart["jobs_submitted"], local.counter_chart["jobs_rejected"]] },
     { title = "Vertex AI jobs ended, by state", dataSets = [local.counter_chart["jobs_finished"]] },
     { title = "Tokens (prompt, response)", dataSets = [local.sum_chart["tokens_prompt"], local.sum_chart["tokens_candidates"]] },
