@@ -40,7 +40,7 @@ _QUEUE_PAGE = 100  # queue entries considered per reservation: slots, not the qu
 
 def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
     return mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                       lambda cur: change(rules.upgrade(cur))) or rules.empty()
+                       lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock())) or rules.empty()
 
 
 def read_slots(p: Pipeline) -> dict[str, Any]:
@@ -101,6 +101,8 @@ def drain(p: Pipeline, *, best_effort: bool = False) -> int:
 
     `best_effort` (right after an upload or a collect): one try at the slots object, no retry on contention
     or throttling; the next poll tick reserves what this one could not."""
+    if best_effort and rules.written_recently(read_slots(p), p.clock()):
+        return 0  # the slots object is busy: leave this to the next poll tick
     queue = queue_page(p)
     if not queue:
         return 0
@@ -149,7 +151,8 @@ def _reserve(p: Pipeline, queue: list[Queued], *, best_effort: bool) -> list[tup
     taken: list[tuple[Queued, str]] = []
     change = reserve_change(p, queue, taken)
     try:
-        change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME, lambda cur: change(rules.upgrade(cur)),
+        change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
+                    lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock()),
                     attempts=1 if best_effort else 40)
     except (StateConflictError, TransientError):
         if not best_effort:

@@ -8,7 +8,7 @@ No object is hot. Cloud Storage takes about one write per second to one object n
   write only these, never a shared object;
 - `state/scheduler.json` holds the active slots, the per-model throttle and the last minute's creations:
 
-    {"version": 3,
+    {"version": 3, "at": t (the last write),
      "active": {"<run>:<part>": {"since": t, "first": t, "token": hex, "model": m, "state": s|null,
                                   "verify": bool, "orphan": bool, "entry": "<queue object name>", "input": uri}},
      "throttled": {"<model>": {"until": t, "strikes": n}},
@@ -34,6 +34,9 @@ from typing import Any
 
 VERSION = 3
 _RATE_WINDOW = 60.0
+# Cloud Storage takes about one write per second to one object: the routine writers (the poll tick, the
+# reservation after an upload) skip their turn when the slots object was written more recently than this.
+MIN_WRITE_INTERVAL = 1.0
 _MAX_THROTTLE_SECONDS = 60.0
 
 
@@ -85,6 +88,17 @@ def upgrade(s: dict[str, Any] | None) -> dict[str, Any]:
 def legacy_queue(s: dict[str, Any] | None) -> list[tuple[str, str | None]]:
     """(queue id, model) of a version 1/2 object's queue, to move into queue objects once."""
     return [(e, None) if isinstance(e, str) else (e["q"], e.get("model")) for e in (s or {}).get("queue", [])]
+
+
+def stamped(new: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """A change about to be written, with the time of the write."""
+    if new is not None:
+        new["at"] = now
+    return new
+
+
+def written_recently(s: dict[str, Any], now: float) -> bool:
+    return 0 <= now - s.get("at", float("-inf")) < MIN_WRITE_INTERVAL
 
 
 def throttled(s: dict[str, Any], model: str | None, now: float) -> bool:
