@@ -1,0 +1,291 @@
+"""The proxy's request handler: limits and faults first, then the call streamed to the storage.
+
+One call goes through these steps, in this order:
+1. admin calls (`/emulator/v1/...`, see `_state`) are answered here, never limited, delayed or failed;
+2. `latency_ms` is waited;
+3. the dice (`random_429`, then `random_503`, one throw) may answer without forwarding anything;
+4. a mutation (see `_routes`) of an object name with no token left is answered 429 with GCS's body and not
+   forwarded; for a multipart upload the name is first read from the body's metadata part;
+5. a compose or rewrite with `ifGenerationMatch` is answered 412 when the destination is at another
+   generation (the storage behind ignores that precondition; Cloud Storage does not);
+6. the call is forwarded with its body streamed; a committed mutation may then be hit by `commit_then_503`
+   (the client gets 503, the object is written) or `commit_then_hang` (the answer is held `hang_seconds`);
+7. the answer is streamed back (`_relay`).
+A refused call's body is read and dropped (up to `DRAIN_LIMIT`, else the connection is closed), so a keep-alive
+connection never takes body bytes for its next request.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from local.gcs_limits import _errors
+from local.gcs_limits._ledger import Outcome
+from local.gcs_limits._relay import finish, relay
+from local.gcs_limits._routes import ADMIN, Call, Kind, classify, first_part_name, json_name, multipart_boundary
+from local.gcs_limits._routes import upload_id_of as _upload_id_of
+from local.gcs_limits._state import Limits
+from local.gcs_limits._wire import HOP, BodyError, ClientGone, RequestBody
+
+log = logging.getLogger("local.gcs_limits")
+
+PEEK_LIMIT = 1024 * 1024  # how far into a multipart body the object's metadata part is looked for
+DRAIN_LIMIT = 64 * 1024 * 1024  # a refused body up to this is read and dropped; a longer one closes the connection
+_MUTATING = (Kind.MUTATION, Kind.MULTIPART)
+
+
+class BackendError(Exception):
+    """The storage did not answer (refused, reset, closed)."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: without this, +40 ms a call
+    server_version = "GcsLimits/1.0"
+    limits: Limits  # set on the subclass the server builds
+
+    def setup(self):
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def do_GET(self):
+        self.serve("GET")
+
+    def do_HEAD(self):
+        self.serve("HEAD")
+
+    def do_POST(self):
+        self.serve("POST")
+
+    def do_PUT(self):
+        self.serve("PUT")
+
+    def do_PATCH(self):
+        self.serve("PATCH")
+
+    def do_DELETE(self):
+        self.serve("DELETE")
+
+    def do_OPTIONS(self):
+        self.serve("OPTIONS")
+
+    # --- answers made here --------------------------------------------------------------------------
+    def answer(self, status: int, payload: bytes, *, close: bool = False) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            if close or self.close_connection or self.limits.stopping.is_set():
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, oversized headers) in GCS's JSON shape too."""
+        self.answer(code, _errors.bad_request(message or "Bad request.", code), close=True)
+
+    def refuse(self, body: RequestBody, status: int, payload: bytes) -> None:
+        """Answer without forwarding, after dropping what the client sends (or closing when it is too much)."""
+        complete = body.drain(DRAIN_LIMIT)
+        self.answer(status, payload, close=not complete)
+
+    # --- one call -----------------------------------------------------------------------------------
+    def serve(self, method: str) -> None:
+        try:
+            body = RequestBody(self.rfile, self.headers)
+        except BodyError as exc:
+            self.answer(exc.code, _errors.bad_request(str(exc), exc.code), close=True)
+            return
+        parts = urlsplit(self.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        try:
+            call = classify(method, parts.path, query, self.headers.get("Content-Range"))
+            if call.kind is Kind.ADMIN:
+                raw = body.read_small()
+                if raw is None:
+                    self.answer(400, _errors.bad_request("Admin bodies are small JSON objects."), close=True)
+                else:
+                    self.answer(*self.limits.admin(method, parts.path[len(ADMIN):], raw))
+            else:
+                self.proxy(method, call, query, body)
+        except ClientGone as exc:
+            log.debug("client gone during %s %s: %s", method, self.path, exc)
+            self.close_connection = True
+        except BodyError as exc:
+            self.answer(exc.code, _errors.bad_request(str(exc), exc.code), close=True)
+        except Exception:
+            log.exception("unexpected error answering %s %s", method, self.path)
+            self.answer(500, _errors.body(500, "Internal error in the proxy.", "backendError"), close=True)
+
+    def proxy(self, method: str, call: Call, query: dict, body: RequestBody) -> None:
+        limits, switches = self.limits, self.limits.switches.snapshot()
+        limits.ledger.request()
+        if switches["latency_ms"] > 0 and limits.stopping.wait(switches["latency_ms"] / 1000.0):
+            self.refuse(body, 503, _errors.unavailable())  # stopping
+            return
+        key = _key(call.bucket, call.name)
+        roll = limits.draw() if switches["random_429"] or switches["random_503"] else 1.0
+        if roll < switches["random_429"]:
+            limits.ledger.record(Outcome.RANDOM_429, key)
+            self.refuse(body, 429, _errors.random_429())
+            return
+        if roll < switches["random_429"] + switches["random_503"]:
+            limits.ledger.record(Outcome.RANDOM_503, key)
+            self.refuse(body, 503, _errors.unavailable())
+            return
+
+        replay: bytes | None = None
+        if call.kind is Kind.MULTIPART:
+            boundary = multipart_boundary(self.headers.get("Content-Type"))
+            if boundary:
+                head = body.peek_until(PEEK_LIMIT, lambda h: first_part_name(h, boundary)[0])
+                key = _key(call.bucket, first_part_name(head, boundary)[1] or call.name)
+        elif call.kind is Kind.RESUMABLE_START:
+            replay = body.read_small()
+            key = _key(call.bucket, (json_name(replay) if replay else None) or call.name)
+        elif call.kind is Kind.RESUMABLE_PUT:
+            key = limits.session(call.upload_id) or key
+        mutation = key is not None and (call.kind in _MUTATING or (call.kind is Kind.RESUMABLE_PUT and call.final))
+
+        fault = None
+        if mutation:
+            if not limits.limiter.admit(key, switches["rate_per_object"], switches["burst"]):
+                limits.ledger.record(Outcome.REJECTED_429, key)
+                bucket, _, name = key.partition("/")
+                self.refuse(body, 429, _errors.object_rate_limited(bucket, name))
+                return
+            if switches["commit_then_503"] or switches["commit_then_hang"]:
+                roll = limits.draw()
+                if roll < switches["commit_then_503"]:
+                    fault = Outcome.COMMITTED_503
+                elif roll < switches["commit_then_503"] + switches["commit_then_hang"]:
+                    fault = Outcome.COMMITTED_HANG
+
+        if replay is None:
+            replay = body.read_small()
+        fenced = mutation and "ifGenerationMatch" in query and _DESTINATION.match(urlsplit(self.path).path)
+        try:
+            if fenced:
+                with limits.destination_lock:  # check and write as one step, like the real service
+                    if self.current_generation(call.bucket, call.name) != query["ifGenerationMatch"]:
+                        self.refuse(body, 412, _errors.precondition_failed())
+                        return
+                    conn, resp = self.forward(method, body, replay)
+            else:
+                conn, resp = self.forward(method, body, replay)
+        except BackendError as exc:
+            log.warning("storage did not answer %s %s: %s", method, self.path, exc)
+            self.answer(502, _errors.bad_gateway(str(exc)), close=not body.done)
+            return
+        if mutation:
+            limits.ledger.record(Outcome.WRITE, key)
+            if resp.status >= 400:
+                limits.ledger.record(Outcome.WRITE_REFUSED, key)
+        if call.kind is Kind.RESUMABLE_START and key and resp.status < 300:
+            upload_id = _upload_id_of(resp.getheader("Location"))
+            if upload_id:
+                limits.remember_session(upload_id, key)
+        elif call.kind is Kind.RESUMABLE_PUT and call.final and resp.status < 300:
+            limits.session(call.upload_id, forget=True)
+
+        if resp.status >= 300:
+            fault = None  # nothing was committed: the storage's own answer goes back
+        if fault is Outcome.COMMITTED_503:
+            limits.ledger.record(fault, key)
+            finish(limits.backend, conn, resp, drop=True)
+            self.answer(503, _errors.unavailable())
+            return
+        if fault is Outcome.COMMITTED_HANG:
+            limits.ledger.record(fault, key)
+            limits.stopping.wait(switches["hang_seconds"])
+        relay(self, method, query, conn, resp)
+
+    def current_generation(self, bucket: str, name: str) -> str:
+        """The object's generation at the storage ("0" when it does not exist)."""
+        conn, _ = self.limits.backend.acquire(pooled=False)
+        try:
+            conn.request("GET", f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}",
+                         headers={"Host": self.limits.backend.netloc})
+            resp = conn.getresponse()
+            payload = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status == 404:
+            return "0"
+        return str(json.loads(payload).get("generation", "0"))
+
+    def forward(self, method: str, body: RequestBody, replay: bytes | None):
+        """Send the request to the storage: (connection, response with its headers read).
+
+        Only a request whose whole body is in hand (`replay`) takes a pooled connection; if the storage has closed
+        it meanwhile, the request fails before any answer and is sent again on a new one. Otherwise BackendError.
+        """
+        backend = self.limits.backend
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP]
+        headers.append(("Host", backend.netloc))
+        if replay is not None:
+            if replay or method in ("POST", "PUT", "PATCH"):
+                headers.append(("Content-Length", str(len(replay))))
+        elif body.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            headers.append(("Content-Length", str(body.length)))
+        while True:
+            conn, reused = backend.acquire(pooled=replay is not None)
+            try:
+                conn.putrequest(method, self.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in headers:
+                    conn.putheader(name, value)
+                if replay is not None:
+                    conn.endheaders(replay or None)
+                else:
+                    conn.endheaders()
+                    _stream(conn, body)
+                return conn, conn.getresponse()
+            except ClientGone:
+                conn.close()
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused and replay is not None:
+                    continue  # a stale pooled connection; the body is in hand: send it again
+                raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+
+
+_DESTINATION = re.compile(r"^/storage/v1/b/[^/]+/o/.+/(?:compose|rewriteTo/b/[^/]+/o/.+|copyTo/b/[^/]+/o/.+)$")
+
+
+def _key(bucket: str | None, name: str | None) -> str | None:
+    """`bucket/name`, the key of one object's limit and counters; None when the call names no object."""
+    return f"{bucket}/{name}" if bucket is not None and name else None
+
+
+def _stream(conn, body: RequestBody) -> None:
+    while True:
+        piece = body.read()
+        if body.chunked:
+            conn.send(b"%x\r\n%b\r\n" % (len(piece), piece) if piece else b"0\r\n\r\n")
+        elif piece:
+            conn.send(piece)
+        if not piece:
+            return

@@ -1,0 +1,129 @@
+"""`GcsLimits`: a running proxy (server thread, shared state), in-process or behind `python -m`."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from local.gcs_limits._proxy import Handler
+from local.gcs_limits._state import Limits
+from local.gcs_limits._switches import Switches
+from local.gcs_limits._wire import Backend
+
+
+class Server(ThreadingHTTPServer):
+    """Stdlib threaded HTTP/1.1 server: one thread per client connection, blocking streams in each.
+
+    Chosen over asyncio after measuring both (see README.md, "Cost"): it streams large objects faster and keeps
+    the streaming code plain; it answers fewer small calls per second at high concurrency, still far above
+    what the pipeline makes.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True  # skips TIME_WAIT only: a port someone listens on still fails to bind
+    request_queue_size = 1024
+
+    def __init__(self, address, limits: Limits):
+        handler = type("BoundHandler", (Handler,), {"limits": limits})
+        self._conns: set = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def track(self, conn, alive: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if alive else self._conns.discard)(conn)
+
+    def close_connections(self) -> None:
+        """Drop client connections so no handler thread serves a request after stop."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class GcsLimits:
+    """A running proxy in front of one Cloud Storage endpoint (fake-gcs-server locally).
+
+    `url` is what clients use as their endpoint (`STORAGE_EMULATOR_HOST`, or `client_options={"api_endpoint":
+    url}`). Switches and counters are the same as the admin endpoint's (`/emulator/v1/switches`, `/stats`).
+    """
+
+    def __init__(self, backend_url: str, host: str = "127.0.0.1", port: int = 0, switches: dict | None = None):
+        self._limits = Limits(Backend(backend_url), Switches(switches))
+        self._server = Server((host, port), self._limits)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="gcs-limits-http", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def host(self) -> str:
+        return self._server.server_address[0]
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def backend_url(self) -> str:
+        return self._limits.backend.url
+
+    def switches(self) -> dict[str, Any]:
+        return self._limits.switches.snapshot()
+
+    def set_switches(self, changes: dict[str, Any] | None = None, /, **more) -> dict[str, Any]:
+        """Change switches at runtime, all or nothing (`SwitchError` names a bad one); returns every value."""
+        return self._limits.set_switches({**(changes or {}), **more})
+
+    def reset_switches(self) -> dict[str, Any]:
+        """Back to the values the proxy started with."""
+        return self._limits.reset_switches()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per object name and totals (the document `GET /emulator/v1/stats` answers)."""
+        return self._limits.ledger.snapshot()
+
+    def reset_stats(self) -> dict[str, Any]:
+        """Zero every counter (the rate limiter keeps its tokens)."""
+        return self._limits.ledger.reset()
+
+    def stop(self) -> None:
+        """Stop answering, wake held answers and close every connection. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._limits.stopping.set()
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._limits.backend.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> GcsLimits:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_server(backend_url: str, host: str = "127.0.0.1", port: int = 0, **switches: Any) -> GcsLimits:
+    """Start the proxy in background threads of this process and return its handle.
+
+    `backend_url` is the storage to guard (`http://HOST:PORT`; a bad one raises ValueError). `port=0` lets the
+    kernel pick a free port; a taken one raises OSError. Keyword arguments are start values of switches
+    (`rate_per_object=1, burst=3, ...`; see `SPECS`); a bad one raises `SwitchError`.
+    """
+    return GcsLimits(backend_url, host, port, switches)
