@@ -103,11 +103,9 @@ class _Sink:
 
 def client_download(url: str, size: int) -> float:
     """MB/s of one download of the big object by google-cloud-storage (checksum checked), into a sink."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from shared.storage.gcs import make_client
 
-    client = storage.Client(project="bench", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": url})
+    client = make_client("bench", endpoint=url)
     sink = _Sink()
     t0 = time.perf_counter()
     client.bucket(BUCKET).blob("big").download_to_file(sink)

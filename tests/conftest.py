@@ -40,11 +40,9 @@ def fake_gcs(raw_gcs):
 
 @pytest.fixture(scope="session")
 def storage_client(fake_gcs):
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from shared.storage.gcs import make_client
 
-    return storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": fake_gcs.url})
+    return make_client("test-project", endpoint=fake_gcs.url)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ nothing mutable.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 
@@ -39,18 +38,9 @@ class Storage:
     def client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            from google.cloud import storage
+            from shared.storage.gcs import make_client
 
-            host = os.environ.get("STORAGE_EMULATOR_HOST")
-            if host:
-                from google.auth.credentials import AnonymousCredentials
-
-                if not host.startswith("http"):
-                    host = "http://" + host
-                client = storage.Client(project=self._project, credentials=AnonymousCredentials(),
-                                        client_options={"api_endpoint": host})
-            else:
-                client = storage.Client(project=self._project)
+            client = make_client(self._project)
             self._local.client = client
         return client
 

@@ -6,13 +6,13 @@ import http.client
 from urllib.parse import urlsplit
 
 import orjson
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+
+from shared.storage import gcs
 
 
 def make_client(url: str) -> storage.Client:
-    return storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": url})
+    return gcs.make_client("test-project", endpoint=url)
 
 
 def call(url: str, method: str, path: str, body=None, headers: dict | None = None,
