@@ -97,8 +97,8 @@ def stamped(new: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
     return new
 
 
-def written_recently(s: dict[str, Any], now: float) -> bool:
-    return 0 <= now - s.get("at", float("-inf")) < MIN_WRITE_INTERVAL
+def written_recently(s: dict[str, Any], now: float, interval: float = MIN_WRITE_INTERVAL) -> bool:
+    return 0 <= now - s.get("at", float("-inf")) < interval
 
 
 def throttled(s: dict[str, Any], model: str | None, now: float) -> bool:
