@@ -240,7 +240,12 @@ class Handler(BaseHTTPRequestHandler):
             counts: dict[str, int] = {}
             for job in self.api.store.all_jobs():
                 counts[job.state] = counts.get(job.state, 0) + 1
-            return 200, {"jobs": sum(counts.values()), "states": counts}
+            store = self.api.store
+            return 200, {"jobs": sum(counts.values()), "states": counts, "active": store.active,
+                         "peakActive": store.peak_active}
+        if path == "/stats/reset" and method == "POST":
+            self.api.store.reset_peak()
+            return 200, {"peakActive": self.api.store.peak_active}
         raise ApiError("NOT_FOUND", f"No admin endpoint {method} {ADMIN}{path}.")
 
     # --- REST ---------------------------------------------------------------------------------------

@@ -171,6 +171,9 @@ class JobStore:
         self._rng = random.Random(seed)
         self._seq = 0
         self._operations: dict[str, dict] = {}
+        # Jobs not yet in a final state, now and at most at once: a client's job cap is checked against this.
+        self.active = 0
+        self.peak_active = 0
 
     # --- create / get -------------------------------------------------------------------------------
     def create(self, parent: str, body) -> Job:
@@ -198,6 +201,8 @@ class JobStore:
                       output_prefix=prefix, labels=labels, settings=settings, create_time=created,
                       update_time=created, call_faults_left=settings.call_fault_next)
             self._jobs[job.name] = job
+            self.active += 1
+            self.peak_active = max(self.peak_active, self.active)
         return job
 
     def get(self, name: str) -> Job:
@@ -222,6 +227,10 @@ class JobStore:
                 return None
             job.call_faults_left -= 1
         return job.settings.call_fault, job.settings.http_hang_seconds
+
+    def reset_peak(self) -> None:
+        with self.lock:
+            self.peak_active = self.active
 
     def all_jobs(self) -> list[Job]:
         with self.lock:
@@ -248,6 +257,7 @@ class JobStore:
                 job.stats = stats
             if state in TERMINAL:
                 job.end_time = stamp
+                self.active -= 1
             return True
 
     def set_stats(self, job: Job, stats: dict) -> None:

@@ -41,7 +41,11 @@ def test_a_thousand_jobs_succeed_and_page(fake_gcs, bucket):
             if stats["states"].get("JOB_STATE_SUCCEEDED", 0) == JOBS or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert stats == {"jobs": JOBS, "states": {"JOB_STATE_SUCCEEDED": JOBS}}
+        assert stats["jobs"] == JOBS and stats["states"] == {"JOB_STATE_SUCCEEDED": JOBS}
+        # All thousand were created before the first could finish: all were active at once, none is now.
+        assert stats["active"] == 0 and 8 < stats["peakActive"] <= JOBS
+        _, reset = http(f"{emulator.url}/emulator/v1/stats/reset", method="POST")
+        assert reset == {"peakActive": 0}
 
         listed = list(client.batches.list(config=types.ListBatchJobsConfig(page_size=100)))  # 10 pages, followed
         assert [job.display_name for job in listed] == [f"job-{i:04d}" for i in reversed(range(JOBS))]
