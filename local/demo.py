@@ -11,9 +11,9 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
+from local.accounting import check, expected_rows
 from local.cloud import REPO_ROOT, LocalCloud, storage_client
 
 SAMPLES = REPO_ROOT / "samples"
@@ -29,47 +29,6 @@ def sample_files(root: Path) -> dict[str, Path]:
     """rel -> file for every JSONL sample, folders kept: team-a/x.jsonl becomes rel 'team-a/x'."""
     return {p.relative_to(root).as_posix().removesuffix(".jsonl"): p
             for p in sorted(root.rglob("*.jsonl")) if "media" not in p.relative_to(root).parts}
-
-
-def expected_rows(data: bytes) -> list[int]:
-    """1-based physical line numbers of the non-blank lines: the pipeline's definition of a row."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the remainder after a final newline is no line
-    return [n for n, line in enumerate(lines, 1) if line.strip()]
-
-
-def check(rel: str, expected: list[int], report: dict, results: bytes, errors: bytes) -> list[str]:
-    """Problems with one file's accounting; an empty list means every row is there exactly once."""
-    problems: list[str] = []
-    seen: Counter[int] = Counter()
-    counts = {}
-    for kind, data in (("results", results), ("errors", errors)):
-        lines = [line for line in data.split(b"\n") if line.strip()]
-        counts[kind] = len(lines)
-        for n, line in enumerate(lines, 1):
-            try:
-                seen[json.loads(line)["row"]] += 1
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"{rel}: {kind} line {n} has no row number: {line[:200]!r}")
-    want = set(expected)
-    missing = sorted(want - set(seen))
-    duplicated = sorted(r for r, c in seen.items() if c > 1)
-    unexpected = sorted(set(seen) - want, key=str)
-    if missing:
-        problems.append(f"{rel}: rows missing from results and errors: {missing}")
-    if duplicated:
-        problems.append(f"{rel}: rows written more than once: {duplicated}")
-    if unexpected:
-        problems.append(f"{rel}: rows that are not input rows: {unexpected}")
-    rows = report.get("rows", {})
-    total, ok, failed = rows.get("total"), rows.get("succeeded"), rows.get("failed")
-    if not (total == len(expected) and isinstance(ok, int) and isinstance(failed, int) and ok + failed == total):
-        problems.append(f"{rel}: report rows {rows} do not add up to the {len(expected)} input rows")
-    if (ok, failed) != (counts["results"], counts["errors"]):
-        problems.append(f"{rel}: report says {ok} succeeded / {failed} failed but the files hold "
-                        f"{counts['results']} results / {counts['errors']} errors")
-    return problems
 
 
 def _reasons(report: dict) -> str:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from local.cloud import LocalCloud, storage_client
+from shared import verify
 
 E2E_ENV = {"MAX_ROWS_PER_JOB": "5", "MAX_ACTIVE_JOBS": "2", "MAX_ATTEMPTS": "3", "MODEL": "gemini-2.5-flash"}
 
@@ -20,6 +21,12 @@ E2E_ENV = {"MAX_ROWS_PER_JOB": "5", "MAX_ACTIVE_JOBS": "2", "MAX_ATTEMPTS": "3",
 def cloud(tmp_path_factory):
     with LocalCloud(Path(tmp_path_factory.mktemp("cloud")), function_env=E2E_ENV, tick_seconds=0.5) as running:
         yield running
+
+
+def body(lines: list[bytes | str | dict]) -> bytes:
+    """The bytes of an input file made of these lines (dicts as JSON), one per line."""
+    return b"".join((orjson.dumps(x) if isinstance(x, dict) else x.encode() if isinstance(x, str) else x)
+                    + b"\n" for x in lines)
 
 
 class Env:
@@ -34,11 +41,9 @@ class Env:
 
     def drop(self, rel: str, lines: list[bytes | str | dict], metadata: dict | None = None) -> int:
         """Upload incoming/<rel>; returns the generation."""
-        body = b"".join((orjson.dumps(x) if isinstance(x, dict) else x.encode() if isinstance(x, str) else x)
-                        + b"\n" for x in lines)
         blob = self.input.blob(f"incoming/{rel}")
         blob.metadata = metadata
-        blob.upload_from_string(body, content_type="application/x-ndjson")
+        blob.upload_from_string(body(lines), content_type="application/x-ndjson")
         return blob.generation
 
     def report(self, rel: str, generation: int, timeout: float = 90) -> dict:
@@ -90,12 +95,9 @@ def env(cloud) -> Env:
 
 
 def assert_accounted(env: Env, rel: str, lines: list, report: dict) -> tuple[list[dict], list[dict]]:
-    """The contract's row accounting: results and errors together hold each input row number exactly once."""
-    rows = [i for i, x in enumerate(lines, 1) if not (isinstance(x, str | bytes) and not x.strip())]
+    """The contract's row accounting (the shared checker): results and errors together hold each input row
+    number exactly once, and the report's counts agree with them."""
     results, errors = env.outputs(rel)
-    got = sorted([r["row"] for r in results] + [e["row"] for e in errors])
-    assert got == rows, f"rows in outputs {got} != input rows {rows}"
-    counts = report["rows"]
-    assert counts["total"] == len(rows) == counts["succeeded"] + counts["failed"]
-    assert counts["succeeded"] == len(results) and counts["failed"] == len(errors)
+    problems = verify.check(rel, verify.expected_rows(body(lines)), report, results, errors)
+    assert problems == [], "\n".join(problems)
     return results, errors

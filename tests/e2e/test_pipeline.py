@@ -106,13 +106,15 @@ def test_an_unusable_object_still_gets_a_report_and_an_errors_file(env):
 
 
 def test_model_from_object_metadata_and_an_unknown_model(env):
-    gen = env.drop("models/pro.jsonl", [prompt("hi")], metadata={"model": "gemini-2.5-pro"})
+    lines = [prompt("hi")]
+    gen = env.drop("models/pro.jsonl", lines, metadata={"model": "gemini-2.5-pro"})
     report = env.report("models/pro.jsonl", gen)
     assert report["model"] == "gemini-2.5-pro" and report["state"] == "succeeded"
-    assert_accounted(env, "models/pro.jsonl", [1], report)
-    gen = env.drop("models/nope.jsonl", [prompt("hi"), prompt("there")], metadata={"model": "gemini-0-nope"})
+    assert_accounted(env, "models/pro.jsonl", lines, report)
+    lines = [prompt("hi"), prompt("there")]
+    gen = env.drop("models/nope.jsonl", lines, metadata={"model": "gemini-0-nope"})
     report = env.report("models/nope.jsonl", gen)
-    _, errors = assert_accounted(env, "models/nope.jsonl", [1, 2], report)
+    _, errors = assert_accounted(env, "models/nope.jsonl", lines, report)
     assert report["state"] == "failed"
     assert {(e["stage"], e["code"], e["status"]) for e in errors} == {("job", 404, "NOT_FOUND")}
 

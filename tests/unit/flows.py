@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from shared import collect, layout, poll, scheduler
+from shared import collect, layout, poll, scheduler, verify
 from shared.events import StorageObjectEvent
 
 GOOD = b'{"request": {"contents": [{"role": "user", "parts": [{"text": "q%d"}]}]}}'
@@ -53,12 +53,10 @@ def settle(p, vertex, publisher, *, rounds: int = 10, **run_kwargs) -> int:
 
 
 def assert_accounting(store, rel: str, rows: list[int]) -> dict:
-    """results + errors hold each input row once, and the report's counts agree. Returns the report."""
-    results = jsonl(store, layout.results_name(rel))
-    errors = jsonl(store, layout.errors_name(rel))
-    got = sorted([r["row"] for r in results] + [e["row"] for e in errors])
-    assert got == rows
+    """results + errors hold each input row once, and the report's counts agree (the shared checker).
+    Returns the report."""
     report = orjson.loads(store.read_bytes("out-bucket", layout.report_name(rel)))
-    assert report["rows"]["total"] == len(rows) == report["rows"]["succeeded"] + report["rows"]["failed"]
-    assert report["rows"]["succeeded"] == len(results) and report["rows"]["failed"] == len(errors)
+    problems = verify.check(rel, rows, report, jsonl(store, layout.results_name(rel)),
+                            jsonl(store, layout.errors_name(rel)))
+    assert problems == [], "\n".join(problems)
     return report

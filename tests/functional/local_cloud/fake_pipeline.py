@@ -56,3 +56,8 @@ def poll(event):
 @functions_framework.cloud_event
 def collect(event):
     pass
+
+
+@functions_framework.cloud_event
+def reconcile(event):
+    pass

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from local import pubsub
-from local.cloud import REPO_ROOT, LocalCloud, group_members
+from local.cloud import FUNCTIONS, REPO_ROOT, LocalCloud, group_members
 
 from .conftest import RECORDER, VERTEX
 
-COMPONENTS = {"pubsub", "gcs", "submit", "poll", "collect", "scheduler"} | ({"vertex"} if VERTEX else set())
+COMPONENTS = {"pubsub", "gcs", "storage", "scheduler", *FUNCTIONS} | ({"vertex"} if VERTEX else set())
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from local.cloud import DEAD_LETTER, RUN_FINISHED_WATCH, pubsub_clients
+from local.cloud import CONSUMERS, DEAD_LETTER, DEAD_LETTER_WATCH, RUN_FINISHED_WATCH, pubsub_clients
 
 from .conftest import VERTEX, wait_for
 
@@ -38,9 +38,14 @@ def test_upload_under_the_prefix_reaches_submit_as_a_gcs_notification(cloud, gcs
     assert record["data"]["name"] == name
     assert record["data"]["bucket"] == "gbp-local-input"
     assert record["data"]["size"] == "16"
-    # The functions get the topic names and whatever function_env adds, on top of the local env.
-    assert record["env"] == {"JOB_FINISHED_TOPIC": "job-finished", "RUN_FINISHED_TOPIC": "run-finished",
-                             "MODEL": "model-from-function-env"}
+    # The functions get the wiring's names, the platform's defaults and whatever function_env adds.
+    assert record["env"] == {
+        "JOB_FINISHED_TOPIC": "job-finished", "RUN_FINISHED_TOPIC": "run-finished", "UPLOADS_TOPIC": "uploads",
+        "DEAD_LETTER_SUBSCRIPTIONS": "uploads-dead-letter-watch,poll-ticks-dead-letter-watch,"
+                                     "poll-ticks-reconcile-dead-letter-watch,job-finished-dead-letter-watch",
+        "K_SERVICE": "submit", "FUNCTION_TARGET": "submit", "LOG_EXECUTION_ID": "true",
+        "CLOUD_RUN_TIMEOUT_SECONDS": "20", "THREADED_TIMEOUT_ENABLED": "true", "FUNCTION_TIMEOUT_SECONDS": "20",
+        "MODEL": "model-from-function-env"}
 
 
 def test_upload_outside_the_prefix_does_not_reach_submit(cloud, gcs, recorded):
@@ -58,12 +63,14 @@ def test_upload_outside_the_prefix_does_not_reach_submit(cloud, gcs, recorded):
     assert not seen & set(outside)
 
 
-def test_ticks_reach_poll(cloud, recorded):
-    ticks = wait_for(lambda: [r for r in recorded("poll") if r["type"] == MESSAGE_PUBLISHED][2:],
-                     "three ticks at poll", cloud)
-    numbers = sorted(r["data"]["tick"] for r in recorded("poll"))
-    assert numbers[:3] == [1, 2, 3]
-    assert all(r["attributes"] == {"source": "local-scheduler"} for r in ticks)
+def test_ticks_reach_poll_and_reconcile(cloud, recorded):
+    for target in ("poll", "reconcile"):
+        ticks = wait_for(lambda t=target: [r for r in recorded(t) if r["type"] == MESSAGE_PUBLISHED][2:],
+                         f"three ticks at {target}", cloud)
+        numbers = sorted(r["data"]["tick"] for r in recorded(target))
+        assert numbers[:3] == [1, 2, 3]
+        assert all(r["attributes"] == {"source": "local-scheduler"} for r in ticks)
+        assert {r["env"]["K_SERVICE"] for r in ticks} == {target}
     assert "publishing a tick to poll-ticks every 0.5s" in cloud.logs("scheduler")
 
 
@@ -91,20 +98,24 @@ def test_a_failed_push_is_redelivered(cloud, gcs, recorded):
     assert gcs.bucket(cloud.env["OUTPUT_BUCKET"]).blob(f"recorded/failed-once/{message_id}").exists()
 
 
-def test_subscriptions_push_to_the_functions_and_uploads_has_a_dead_letter_topic(cloud):
+def test_each_function_has_a_push_subscription_with_a_dead_letter_topic_that_keeps_its_messages(cloud):
     _, subscriber = pubsub_clients(cloud.env)
     project = "projects/local-project"
-    expected = {"uploads-submit": ("uploads", "submit"), "poll-ticks-poll": ("poll-ticks", "poll"),
-                "job-finished-collect": ("job-finished", "collect")}
-    for name, (topic, function) in expected.items():
+    expected = {"uploads-submit": ("uploads", "submit", "uploads-dead-letter"),
+                "poll-ticks-poll": ("poll-ticks", "poll", "poll-ticks-dead-letter"),
+                "poll-ticks-reconcile": ("poll-ticks", "reconcile", "poll-ticks-reconcile-dead-letter"),
+                "job-finished-collect": ("job-finished", "collect", "job-finished-dead-letter")}
+    assert {c.subscription: (c.topic, c.function, c.dead_letter) for c in CONSUMERS} == expected
+    for name, (topic, function, dead_letter) in expected.items():
         sub = subscriber.get_subscription(subscription=f"{project}/subscriptions/{name}")
         assert sub.topic == f"{project}/topics/{topic}"
         assert sub.push_config.push_endpoint == f"http://127.0.0.1:{cloud.ports[function]}/"
-        assert sub.ack_deadline_seconds == 600
-    uploads = subscriber.get_subscription(subscription=f"{project}/subscriptions/uploads-submit")
-    assert cloud.dead_letter is True  # this emulator supports dead-letter policies
-    assert uploads.dead_letter_policy.dead_letter_topic == f"{project}/topics/{DEAD_LETTER}"
-    assert uploads.dead_letter_policy.max_delivery_attempts == 5
+        assert sub.ack_deadline_seconds == 80  # the function timeout (20 s) and a minute
+        assert sub.dead_letter_policy.dead_letter_topic == f"{project}/topics/{dead_letter}"
+        assert sub.dead_letter_policy.max_delivery_attempts == 5
+        watch = subscriber.get_subscription(subscription=f"{project}/subscriptions/{dead_letter}-watch")
+        assert watch.topic == f"{project}/topics/{dead_letter}" and not watch.push_config.push_endpoint
+    assert (DEAD_LETTER, DEAD_LETTER_WATCH) == ("uploads-dead-letter", "uploads-dead-letter-watch")
 
 
 def test_run_finished_has_a_pull_subscription_to_wait_on(cloud):

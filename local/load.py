@@ -1,0 +1,115 @@
+"""Bursts of uploads on a running local cloud, checked the way a demanding user would: every file reported,
+every row exactly once (`shared.verify`), one Vertex job per part, the job cap never exceeded (the Vertex
+emulator's peak of active jobs), and Cloud Storage's write rate per object (the limits proxy's counters).
+
+Used by `make soak` (`local.soak`) at full scale and by the load tests at a scale that fits CI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from local.cloud import LocalCloud, storage_client, vertex_jobs
+from shared.verify import check, check_jobs, expected_rows
+
+PIPELINE_LABEL = "gemini-batch-pipeline"
+
+
+def make_file(index: int, rows: int, *, bad_every: int = 0) -> bytes:
+    """`rows` request lines (every `bad_every`-th one not JSON, when set), each with a user key."""
+    lines = []
+    for row in range(1, rows + 1):
+        if bad_every and row % bad_every == 0:
+            lines.append(b"{not json")
+            continue
+        request = {"contents": [{"role": "user", "parts": [{"text": f"File {index}, question {row}?"}]}]}
+        lines.append(json.dumps({"key": f"f{index}-r{row}", "request": request}).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+@dataclass
+class Outcome:
+    """What one burst did, and what was wrong with it (`problems` empty when every promise held)."""
+
+    files: int
+    rows: int
+    seconds: float
+    reported: int
+    problems: list[str] = field(default_factory=list)
+    peak_active_jobs: int = 0
+    jobs: int = 0
+    storage: Mapping = field(default_factory=dict)
+    events: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def busiest(self) -> tuple[str, int]:
+        """The object written most within any 10 s window, and how often."""
+        totals = self.storage.get("totals", {})
+        return str(totals.get("busiest") or "-"), int(totals.get("peakPer10s") or 0)
+
+
+def burst(cloud: LocalCloud, files: Mapping[str, bytes], *, timeout: float, prefix: str = "load/",
+          cap: int | None = None) -> Outcome:
+    """Drop every file at once (8 uploads in flight), wait for every report, check everything."""
+    env = cloud.env
+    gcs = storage_client(env)
+    inbound, outbound = gcs.bucket(env["INPUT_BUCKET"]), gcs.bucket(env["OUTPUT_BUCKET"])
+    cloud.storage_stats(reset=True)
+    cloud.vertex_stats(reset=True)
+    started = time.monotonic()
+
+    def drop(item: tuple[str, bytes]) -> tuple[str, int]:
+        blob = inbound.blob(f"{env['INPUT_PREFIX']}{prefix}{item[0]}.jsonl")
+        blob.upload_from_string(item[1], content_type="application/x-ndjson")
+        return item[0], blob.generation
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        generations = dict(pool.map(drop, files.items()))
+    reports: dict[str, dict] = {}
+    deadline = started + timeout
+    while len(reports) < len(files) and time.monotonic() < deadline:
+        for blob in gcs.list_blobs(outbound, prefix=f"reports/{prefix}"):
+            rel = blob.name.removeprefix(f"reports/{prefix}").removesuffix(".json")
+            if rel in files and rel not in reports:
+                doc = json.loads(blob.download_as_bytes())
+                if doc.get("input", {}).get("generation") == str(generations[rel]):
+                    reports[rel] = doc
+        time.sleep(0.5)
+    seconds = time.monotonic() - started
+    outcome = Outcome(files=len(files), rows=0, seconds=seconds, reported=len(reports))
+    for rel, data in files.items():
+        expected = expected_rows(data)
+        outcome.rows += len(expected)
+        report = reports.get(rel)
+        if report is None:
+            outcome.problems.append(f"{prefix}{rel}: no report after {timeout:.0f}s")
+            continue
+        name = f"{prefix}{rel}"
+        outcome.problems += check(name, expected, report, outbound.blob(f"results/{name}.jsonl").download_as_bytes(),
+                                  outbound.blob(f"errors/{name}.jsonl").download_as_bytes())
+        jobs = vertex_jobs(env, pipeline=PIPELINE_LABEL, run=report["run"])
+        outcome.jobs += len(jobs)
+        outcome.problems += check_jobs(name, report, jobs)
+    outcome.peak_active_jobs = int(cloud.vertex_stats().get("peakActive", 0))
+    if cap is not None and outcome.peak_active_jobs > cap:
+        outcome.problems.append(f"{outcome.peak_active_jobs} Vertex jobs were active at once, above the cap {cap}")
+    outcome.storage = cloud.storage_stats()
+    outcome.events = _events(cloud)
+    return outcome
+
+
+def _events(cloud: LocalCloud) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in ("submit", "poll", "collect", "reconcile"):
+        for line in cloud.logs(name).splitlines():
+            if line.startswith("{"):
+                try:
+                    event = json.loads(line).get("event", "")
+                except ValueError:
+                    continue
+                counts[event] = counts.get(event, 0) + 1
+    return counts
