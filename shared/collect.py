@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared import joining, layout, log, lost_input, runstate
+from shared import cancellation, joining, layout, log, lost_input, runstate
 from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
@@ -199,8 +199,12 @@ def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: 
 def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int, max_attempts: int,
             seen: set[int], failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
             retry_part: str, tally: _Tally) -> tuple[int, int]:
-    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file."""
+    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file. In a run
+    an operator cancelled, nothing is retried: rows that did not come back fail as CANCELLED."""
     job_failure = _job_failure(msg)
+    cancelled = record.get("cancelled")
+    if cancelled and job_failure.retryable:
+        job_failure = cancellation.failure(cancelled)
     missing_stage = "job" if msg.state == "JOB_STATE_FAILED" else "missing"
     retry_writer: IO[bytes] | None = None
     retry_rows = retry_bytes = 0
@@ -215,7 +219,7 @@ def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int,
         if row in seen and row not in failures:
             continue  # succeeded
         failure, stage = (failures[row], "prediction") if row in seen else (job_failure, missing_stage)
-        if failure.retryable and attempt < max_attempts and lost is None:
+        if failure.retryable and attempt < max_attempts and lost is None and not cancelled:
             if retry_writer is None:
                 retry_writer = stack.enter_context(
                     p.store.open_write(p.work_bucket, layout.staged_name(msg.run, retry_part)))

@@ -154,6 +154,8 @@ def _done(p: Pipeline, record: dict[str, Any], *, superseded: bool, report_doc: 
     p.publisher.publish(p.config.run_finished_topic, payload)
     mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
                 lambda r: runstate.finished(r, now=p.now(), superseded=superseded) if r else None)
+    for marker in list(p.store.list_names(p.work_bucket, layout.job_marker_prefix(run))):
+        p.store.delete(p.work_bucket, marker)  # the record names every job now
     # Last: the run leaves the reconciliation's list of unfinished runs only once it is done.
     p.store.delete(p.work_bucket, layout.open_marker_name(run))
     if report_doc is not None:

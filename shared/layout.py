@@ -131,6 +131,16 @@ def run_of_marker(name: str) -> str:
     return name[len(OPEN_PREFIX):].removesuffix(".json")
 
 
+def job_marker_prefix(run: str) -> str:
+    """One small object per part that has a Vertex job: the run record is not written per job, which would
+    make it a hot object for a run of many parts."""
+    return f"state/jobs/{run}/"
+
+
+def job_marker_name(run: str, part: str) -> str:
+    return f"{job_marker_prefix(run)}{part}.json"
+
+
 def repairs_name(run: str) -> str:
     """What the reconciliation did to a run, and when (so a repair is not repeated every tick)."""
     return f"state/repairs/{run}.json"

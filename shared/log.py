@@ -36,6 +36,7 @@ EVENTS: dict[str, str] = {
     "run.repaired": "the reconciliation moved a run forward from stored state (what and why)",
     "run.repair_failed": "a repair failed this tick (logged, the other runs go on; tried again next tick)",
     "run.stuck": "the reconciliation cannot move a run forward (ERROR; once per run and period)",
+    "run.cancelled": "an operator cancelled the run (`batchctl cancel`): its jobs and queued parts stop",
     "rows.failed": "rows that end in the errors file (by stage and reason)",
     "rows.failed_by_reason": "a finished run's failed rows for one reason (one line per reason, for metrics)",
     "rows.retried": "retryable rows sent to another attempt",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import layout, log, runstate, scheduler
+from shared import layout, log, scheduler
 from shared import scheduler_state as rules
 from shared.collect import JobFinished
 from shared.errors import ConfigError
@@ -113,10 +113,6 @@ def _observe(p: Pipeline, qid: str, entry: dict[str, Any], job: JobInfo) -> bool
     # idempotent); the other order could lose the announcement (then only the reconciliation finds it).
     p.publisher.publish(p.config.job_finished_topic,
                         JobFinished(run=run, part=part, job=job.name, state=job.state, error=error).to_payload())
-    # The run record learns the job before the slot is freed: a creator that died after the create left the
-    # part "queued" there, and a queued part without a slot is what the reconciliation re-queues.
-    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
-                lambda r: runstate.job_submitted(r, part, job.name) if r else None)
     seconds = (job.end_time - job.create_time).total_seconds() if job.end_time and job.create_time else None
     log.info("job.finished", f"{qid}: Vertex job {job.job_id} ended {job.state}", run=run, job=job.job_id,
              input=entry.get("input"), part=part, state=job.state, errorCode=job.error_code, seconds=seconds)

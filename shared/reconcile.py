@@ -93,6 +93,7 @@ def _visit(p: Pipeline, run: str, state: dict[str, Any], summary: Counter[str]) 
     jobs, queued = {}, set()
     now, deadline = p.clock(), p.config.deadline_seconds
     if record is not None and record["state"] == runstate.RUNNING:
+        record = runstate.with_jobs(record, scheduler.job_markers(p, run))
         jobs = {name: p.vertex.get(name) for name in repairs.jobs_to_check(record, state)}
         overdue = repairs.overdue_queued(record, now, deadline)
         queued = scheduler.queued(p, record, overdue) if overdue else set()

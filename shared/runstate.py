@@ -9,6 +9,14 @@ again if its message is lost). Collecting a
 part may add its retry part (same chunk, next attempt) in the same compare-and-swap, so "every part is
 collected" means the run is settled. Each function is pure: it returns a new record, or None for "nothing
 to change", and is safe to re-run on a replayed event.
+
+An operator may cancel a staging or running run (`cancelled`): the record keeps when and why, its parts that
+have not run end with their rows in errors (reason CANCELLED) instead of being retried, and the run still
+ends with a report of what completed.
+
+Every record carries a small summary of itself under `_i` (`index`), renewed by every transition and
+written as the object's custom metadata too, so listing `state/runs/` answers "which runs, how far"
+without reading a record (`shared/runindex.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from typing import Any
+
+from shared.storage.base import INDEX_KEY
 
 STAGING, RUNNING, FINALIZING, DONE = "staging", "running", "finalizing", "done"
 QUEUED, SUBMITTED, REJECTED, COLLECTED = "queued", "submitted", "rejected", "collected"
@@ -35,7 +45,7 @@ def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, mode
     }
     if note:
         record["note"] = note
-    return record
+    return stamp(record)
 
 
 def new_part(chunk: int, attempt: int, rows: int, size: int, *, since: float | None = None,
@@ -62,7 +72,7 @@ def staged(record: dict[str, Any], *, parts: dict[str, dict[str, Any]], total: i
         new["finalizingSince"] = now
     if note:
         new["note"] = f"{new['note']}; {note}" if new.get("note") else note
-    return new
+    return stamp(new)
 
 
 def job_submitted(record: dict[str, Any], part: str, job: str) -> dict[str, Any] | None:
@@ -71,6 +81,19 @@ def job_submitted(record: dict[str, Any], part: str, job: str) -> dict[str, Any]
         return None
     new = copy.deepcopy(record)
     new["parts"][part].update(state=SUBMITTED, job=job)
+    return stamp(new)
+
+
+def with_jobs(record: dict[str, Any], jobs: dict[str, str]) -> dict[str, Any]:
+    """The record as the pipeline knows it: parts still queued in it whose job exists (a job marker, see
+    `layout.job_marker_name`) are submitted, with that job. Pure; the stored record is not changed."""
+    late = {part: job for part, job in jobs.items()
+            if part in record.get("parts", {}) and record["parts"][part]["state"] == QUEUED}
+    if not late:
+        return record
+    new = copy.deepcopy(record)
+    for part, job in late.items():
+        new["parts"][part].update(state=SUBMITTED, job=job)
     return new
 
 
@@ -80,7 +103,7 @@ def part_rejected(record: dict[str, Any], part: str, error: dict[str, Any], now:
         return None
     new = copy.deepcopy(record)
     new["parts"][part].update(state=REJECTED, rejection=error, rejectedAt=now)
-    return new
+    return stamp(new)
 
 
 def part_collected(record: dict[str, Any], part: str, outcome: dict[str, Any],
@@ -95,7 +118,7 @@ def part_collected(record: dict[str, Any], part: str, outcome: dict[str, Any],
         new["parts"].setdefault(retry_part, retry)
     if new["state"] == RUNNING and settled(new):
         new.update(state=FINALIZING, finalizingSince=now)
-    return new
+    return stamp(new)
 
 
 def settled(record: dict[str, Any]) -> bool:
@@ -107,7 +130,19 @@ def finished(record: dict[str, Any], *, now: str, superseded: bool) -> dict[str,
         return None
     new = copy.deepcopy(record)
     new.update(state=DONE, finished=now, superseded=superseded)
-    return new
+    return stamp(new)
+
+
+def cancelled(record: dict[str, Any], *, now: str, reason: str | None = None) -> dict[str, Any] | None:
+    """An operator cancelled the run (staging or running; later there is nothing left to cancel). Parts
+    that have not run, and rows that would be retried, end in errors with reason CANCELLED."""
+    if record["state"] not in (STAGING, RUNNING) or record.get("cancelled"):
+        return None
+    new = copy.deepcopy(record)
+    new["cancelled"] = {"at": now, "reason": reason}
+    note = f"cancelled by an operator at {now}" + (f" ({reason})" if reason else "")
+    new["note"] = f"{new['note']}; {note}" if new.get("note") else note
+    return stamp(new)
 
 
 def counts(record: dict[str, Any]) -> dict[str, Any]:
@@ -145,3 +180,32 @@ def outcome(row_counts: dict[str, Any]) -> str:
     if row_counts["succeeded"] > 0:
         return "partial"
     return "failed"
+
+
+def index(record: dict[str, Any]) -> dict[str, str]:
+    """The record's summary, flat strings (custom metadata): state, input, model, when received, rows
+    total / settled / failed, parts, and once done its outcome (or "superseded"); "cancelled" when it was."""
+    rows = counts(record)
+    summary = {
+        "v": "1",
+        "state": record["state"],
+        "input": record["input"]["uri"],
+        "model": record["model"],
+        "received": record["received"],
+        "total": str(rows["total"]),
+        "done": str(rows["succeeded"] + rows["failed"]),
+        "failed": str(rows["failed"]),
+        "jobs": str(len(record["parts"])),
+    }
+    if record["state"] == DONE:
+        summary["outcome"] = "superseded" if record.get("superseded") else outcome(rows)
+        summary["finished"] = str(record.get("finished") or "")
+    if record.get("cancelled"):
+        summary["cancelled"] = str(record["cancelled"].get("at") or "")
+    return summary
+
+
+def stamp(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its summary renewed (every transition returns a stamped record)."""
+    record[INDEX_KEY] = index(record)
+    return record

@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from shared import layout, log, runstate
+from shared import cancellation, layout, log, runstate
 from shared import scheduler_state as rules
 from shared.errors import (
     StateConflictError,
@@ -32,6 +32,7 @@ from shared.errors import (
 from shared.pipeline import Pipeline
 from shared.scheduler_state import Queued
 from shared.storage import change_json, mutate_json
+from shared.storage.base import INDEX_KEY
 from shared.vertex import JobInfo
 
 _CREATE_TRIES = 4
@@ -70,14 +71,39 @@ def enqueue(p: Pipeline, record: dict[str, Any], parts: Iterable[str], *, verify
     job already (a repair re-queues it), so its creator looks it up by label first."""
     parts = list(parts)
     active = read_slots(p)["active"] if parts else {}
+    started = job_markers(p, record["run"]) if parts else {}
     for part in parts:
         qid = layout.queue_id(record["run"], part)
-        if qid in active:
-            continue  # reserved already (its run record says queued until the job is created)
+        if qid in active or part in started:
+            continue  # reserved, or its job exists already (the run record learns it when it is collected)
         name = layout.queue_entry_name(record["parts"][part].get("since") or 0.0, qid)
         value = Queued(name=name, qid=qid, model=record["model"], verify=verify,
                        input=record["input"]["uri"]).to_json()
         p.store.write_json(p.work_bucket, name, value, if_generation_match=0)
+
+
+def job_markers(p: Pipeline, run: str) -> dict[str, str]:
+    """part -> Vertex job name, for the parts of a run whose job was created (one list call)."""
+    prefix = layout.job_marker_prefix(run)
+    found: dict[str, str] = {}
+    after = ""
+    while True:
+        page = p.store.list_page(p.work_bucket, prefix, start_after=after, limit=1000)
+        for listed in page:
+            job = listed.metadata.get("job")
+            if job is None:  # written without its index: read it
+                value = p.store.read_json(p.work_bucket, listed.name)
+                job = value.value.get("job") if value else None
+            if job:
+                found[listed.name[len(prefix):].removesuffix(".json")] = job
+        if len(page) < 1000:
+            return found
+        after = page[-1].name
+
+
+def _mark_job(p: Pipeline, run: str, part: str, job: str) -> None:
+    p.store.write_json(p.work_bucket, layout.job_marker_name(run, part), {"job": job, INDEX_KEY: {"job": job}},
+                       if_generation_match=None)
 
 
 def queued(p: Pipeline, record: dict[str, Any], parts: Iterable[str]) -> set[str]:
@@ -101,8 +127,10 @@ def drain(p: Pipeline, *, best_effort: bool = False) -> int:
 
     `best_effort` (right after an upload or a collect): one try at the slots object, no retry on contention
     or throttling; the next poll tick reserves what this one could not."""
-    if best_effort and rules.written_recently(read_slots(p), p.clock()):
-        return 0  # the slots object is busy: leave this to the next poll tick
+    if best_effort and rules.written_recently(read_slots(p), p.clock(), 2 * rules.MIN_WRITE_INTERVAL):
+        # The slots object is busy: leave this to the next poll tick. Twice poll's interval, so a steady
+        # stream of uploads can never keep the tick (which also frees finished slots) from its turn.
+        return 0
     queue = queue_page(p)
     if not queue:
         return 0
@@ -197,9 +225,13 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
     record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
     entry = record.value["parts"].get(part) if record else None
     if record is None or record.value["state"] != runstate.RUNNING or entry is None or \
-            entry["state"] != runstate.QUEUED:
+            entry["state"] != runstate.QUEUED or record.value.get("cancelled"):
         # A late duplicate may queue a part that already ran, or whose run is over: never create it.
         log.warning("job.skipped", f"{qid} is not a queued part of a running run; freeing its slot", run=run)
+        if record is not None and record.value.get("cancelled") and entry and entry["state"] == runstate.QUEUED:
+            # Its run was cancelled: the part ends with its rows in errors, so the run can still finish.
+            p.publisher.publish(p.config.job_finished_topic,
+                                cancellation.announcement(run, part, record.value["cancelled"]))
         _mutate(p, lambda s: rules.release(s, qid, token))
         return "skipped"
     cfg = p.config
@@ -207,9 +239,11 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
     job: JobInfo | None = None
     outcome = "created"
     reservation = rules.holds(read_slots(p), qid, token)
-    # Once a create may have succeeded (timeout, 5xx, a creator that died), every later try looks the job
-    # up by label first: Vertex job creation is not idempotent, and one part must never get two jobs.
-    maybe_created = adopt or bool(reservation and reservation.get("verify"))
+    maybe_created = adopt
+    # Every create is preceded by a look-up by label: Vertex job creation is not idempotent, and a part must
+    # never get two jobs, whatever left its queue entry behind (a creator that died after the create, a
+    # replayed event, a repair). The run record is not written per job: a run of many parts would make it
+    # a hot object (Cloud Storage takes one write per second per name).
     for attempt in range(_CREATE_TRIES):
         if attempt:
             p.sleep(min(4.0, 0.25 * 2 ** attempt))
@@ -221,7 +255,7 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
             # Too close to the deadline after which a poller adopts the reservation: a create sent now
             # could land after the adopter looked for it. Stop, and let the adopter find or create the job.
             break
-        if maybe_created:
+        if maybe_created or attempt == 0:
             try:
                 job = p.vertex.find(labels)
             except VertexError as exc:  # a failed look-up proves nothing: never reject the rows on it
@@ -264,8 +298,7 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
                     run=run)
         return "pending"
     p.checkpoint("scheduler.created")
-    mutate_json(p.store, p.work_bucket, layout.run_state_name(run),
-                lambda r: runstate.job_submitted(r, part, job.name) if r else None)
+    _mark_job(p, run, part, job.name)
     if reservation.get("model") in read_slots(p)["throttled"]:
         _mutate(p, lambda s: rules.created(s, qid, token, reservation.get("model")))
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,

@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared.errors import TransientError
-from shared.storage.base import Listed, ObjectMissing, Versioned, dumps
+from shared.storage.base import Listed, ObjectMissing, Versioned, dumps, index_of
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
 _CHUNK = 8 * 1024 * 1024
@@ -61,8 +61,10 @@ class GcsStore:
         return Versioned(orjson.loads(data), int(blob.generation))
 
     def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",
-                    *, if_generation_match: int | None = None) -> int | None:
+                    *, if_generation_match: int | None = None, metadata: dict[str, str] | None = None) -> int | None:
         blob = self._blob(bucket, name)
+        if metadata:
+            blob.metadata = metadata
         with _translate():
             try:
                 blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
@@ -72,7 +74,7 @@ class GcsStore:
 
     def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
         return self.write_bytes(bucket, name, dumps(value), "application/json",
-                                if_generation_match=if_generation_match)
+                                if_generation_match=if_generation_match, metadata=index_of(value))
 
     def read_bytes(self, bucket: str, name: str) -> bytes | None:
         with _translate():
@@ -117,7 +119,7 @@ class GcsStore:
             blobs = self._client.list_blobs(bucket, prefix=prefix, start_offset=start_after or None,
                                             max_results=limit + 1)
             listed = [Listed(b.name, int(b.generation), b.time_created.timestamp() if b.time_created else 0.0,
-                             int(b.size or 0)) for b in blobs if b.name > start_after]
+                             int(b.size or 0), dict(b.metadata or {})) for b in blobs if b.name > start_after]
         return listed[:limit]
 
     def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:

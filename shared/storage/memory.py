@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared.storage.base import Listed, ObjectMissing, Versioned, dumps
+from shared.storage.base import Listed, ObjectMissing, Versioned, dumps, index_of
 
 
 class MemoryStore:
@@ -36,18 +36,19 @@ class MemoryStore:
         return Versioned(orjson.loads(found[0]), found[1]) if found else None
 
     def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",
-                    *, if_generation_match: int | None = None) -> int | None:
+                    *, if_generation_match: int | None = None, metadata: dict[str, str] | None = None) -> int | None:
         with self._lock:
             found = self._objects.get((bucket, name))
             if if_generation_match is not None and (found[1] if found else 0) != if_generation_match:
                 return None
             gen = next(self._generations)
-            self._objects[(bucket, name)] = (bytes(data), gen, {})
+            self._objects[(bucket, name)] = (bytes(data), gen, dict(metadata or {}))
             self._created[(bucket, name)] = self.clock()
             return gen
 
     def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
-        return self.write_bytes(bucket, name, dumps(value), if_generation_match=if_generation_match)
+        return self.write_bytes(bucket, name, dumps(value), if_generation_match=if_generation_match,
+                                metadata=index_of(value))
 
     def read_bytes(self, bucket: str, name: str) -> bytes | None:
         found = self._objects.get((bucket, name))
@@ -78,7 +79,7 @@ class MemoryStore:
         names = sorted(n for (b, n) in list(self._objects) if b == bucket and n.startswith(prefix)
                        and n > start_after)[:limit]
         found = [(n, self._objects.get((bucket, n)), self._created.get((bucket, n), 0.0)) for n in names]
-        return [Listed(n, f[1], created, len(f[0])) for n, f, created in found if f]
+        return [Listed(n, f[1], created, len(f[0]), dict(f[2])) for n, f, created in found if f]
 
     def object_info(self, bucket: str, name: str, generation: int | None = None) -> dict[str, Any] | None:
         found = self._objects.get((bucket, name))

@@ -49,3 +49,8 @@ class VertexJobs(Protocol):
 
     def get(self, name: str) -> JobInfo | None:
         """One job, or None when it does not exist."""
+
+    def cancel(self, name: str) -> None:
+        """Ask Vertex to cancel a job. Asynchronous: the job moves to CANCELLING, then CANCELLED, and its
+        partial output stays (collect harvests it). A job that has ended or does not exist is left alone.
+        Raises VertexTransientError when Vertex cannot be reached (repeating the call is harmless)."""

@@ -109,3 +109,15 @@ class GenaiVertexJobs:
             raise VertexRejectedError(f"get {name}: {exc.message}", exc.code, exc.status or "") from exc
         except Exception as exc:
             raise VertexTransientError(f"get {name}: {type(exc).__name__}: {exc}") from exc
+
+    def cancel(self, name: str) -> None:
+        try:
+            self._client.batches.cancel(name=name)
+        except genai_errors.APIError as exc:
+            if exc.code == 404 or exc.status == "FAILED_PRECONDITION":
+                return  # gone, or already in a final state: nothing to cancel
+            if exc.code in _RETRYABLE_HTTP:
+                raise VertexTransientError(f"cancel {name}: {exc.code} {exc.status}") from exc
+            raise VertexRejectedError(f"cancel {name}: {exc.message}", exc.code, exc.status or "") from exc
+        except Exception as exc:
+            raise VertexTransientError(f"cancel {name}: {type(exc).__name__}: {exc}") from exc

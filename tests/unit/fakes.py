@@ -18,7 +18,7 @@ from shared.errors import VertexAmbiguousError, VertexRejectedError, VertexTrans
 from shared.pipeline import Pipeline
 from shared.publisher import MemoryPublisher
 from shared.storage.memory import MemoryStore
-from shared.vertex import JobInfo
+from shared.vertex import TERMINAL_STATES, JobInfo
 
 
 class FakeVertex:
@@ -70,6 +70,14 @@ class FakeVertex:
     def get(self, name: str) -> JobInfo | None:
         self.calls.append("get")
         return self._info(name) if name in self.jobs else None
+
+    def cancel(self, name: str) -> None:
+        """Like Vertex: a job that has not ended stops now (CANCELLED), keeping what it had exported."""
+        self.calls.append("cancel")
+        job = self.jobs.get(name)
+        if job is not None and job["state"] not in TERMINAL_STATES:
+            job["state"] = "JOB_STATE_CANCELLED"
+            job["ended"] = datetime.fromtimestamp(self.clock(), UTC)
 
     # --- test controls ---------------------------------------------------------------------------------
     def staged_lines(self, name: str) -> list[dict[str, Any]]:
