@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint fmt up down bench chaos clean
+.PHONY: venv demo test lint fmt up down bench chaos soak clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) -m local.chaos
+
+soak: $(STAMP)
+	$(PY) -m local.soak
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache
