@@ -26,6 +26,7 @@ from local.cloud import LocalCloud
 from local.load import Outcome, burst, make_file
 
 FAULTS = ["--commit-then-503=0.05", "--random-429=0.02", "--random-503=0.02"]
+FUNCTIONS = ("submit", "poll", "collect", "reconcile")
 
 
 def _scenario(name: str, args, files: dict[str, bytes], storage_args: list[str]) -> Outcome:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         totals = out.storage.get("totals", {})
         busiest, peak = out.busiest
         faults = sum(int(totals.get(k, 0)) for k in ("committed503", "committedHang", "random429", "random503"))
-        failures = sum(n for event, n in out.events.items() if event.endswith(".failed"))
+        failures = sum(out.events.get(f"{fn}.failed", 0) for fn in FUNCTIONS)
         table.append((name, str(out.files), str(out.rows), f"{out.seconds:.1f}",
                       f"{busiest.split('/', 1)[-1]} ({peak})", str(totals.get("rejected429", 0)), str(faults),
                       str(failures), str(out.peak_active_jobs), "ok" if not out.problems else "WRONG"))
