@@ -24,12 +24,10 @@ def pubsub_clients(env: Mapping[str, str]):
 
 
 def storage_client(env: Mapping[str, str]):
-    """A google-cloud-storage client for a running local cloud's `env` (anonymous, like the emulator wants)."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    """A google-cloud-storage client for a running local cloud's `env`, from the project's one factory."""
+    from shared.storage.gcs import make_client
 
-    return storage.Client(project=env["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+    return make_client(env["GOOGLE_CLOUD_PROJECT"], endpoint=env["STORAGE_EMULATOR_HOST"])
 
 
 def vertex_jobs(env: Mapping[str, str], **labels: str) -> list[dict]:

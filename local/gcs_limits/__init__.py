@@ -4,7 +4,7 @@ committed writes, fail or slow any call, and counts what every object name went 
 
     from local.gcs_limits import start_server
     proxy = start_server(fake_gcs.url, rate_per_object=1, burst=3)
-    client = storage.Client(..., client_options={"api_endpoint": proxy.url})
+    client = make_client(project, endpoint=proxy.url)  # shared.storage.gcs, the one client factory
     proxy.set_switches(commit_then_503=0.1)
     proxy.stats()["totals"]["peakPer10s"]
     proxy.stop()

@@ -1,4 +1,6 @@
-"""GcsStore against a real fake-gcs-server: the generation rules state depends on, streaming, compose."""
+"""The storage contract, run against both implementations: GcsStore on the rate-limited local Cloud Storage
+(fake-gcs-server behind the limits proxy) and the in-memory double the unit tests use, so the two can never
+drift: the generation rules state depends on, streaming, listing a page at a time, compose."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,10 +9,16 @@ import pytest
 from shared.storage import mutate_json
 from shared.storage.base import ObjectMissing
 from shared.storage.gcs import GcsStore
+from shared.storage.memory import MemoryStore
+
+
+@pytest.fixture(params=["gcs", "memory"])
+def store(request, storage_client):
+    return GcsStore(storage_client) if request.param == "gcs" else MemoryStore()
 
 
 @pytest.fixture
-def store(storage_client):
+def gcs_store(storage_client):
     return GcsStore(storage_client)
 
 
@@ -71,15 +79,11 @@ def test_a_failed_streaming_write_leaves_no_object(store, bucket):
     assert store.read_bytes(bucket.name, "half.jsonl") is None
 
 
-@pytest.mark.parametrize("backend", ["gcs", "memory"])
-def test_list_page_walks_a_prefix_a_page_at_a_time_in_name_order(store, bucket, backend):
+def test_list_page_walks_a_prefix_a_page_at_a_time_in_name_order(store, bucket):
     import time
 
-    from shared.storage.memory import MemoryStore
-
-    target = store if backend == "gcs" else MemoryStore()
-    if backend == "memory":
-        target.write_bytes(bucket.name, "other/x", b"")
+    target = store
+    target.write_bytes(bucket.name, "other/x", b"")
     names = [f"incoming/{c}/{i}.jsonl" for c in "ab" for i in range(3)] + ["incoming/é.jsonl"]
     for name in reversed(names):
         target.write_bytes(bucket.name, name, b"x\n")
@@ -94,11 +98,8 @@ def test_list_page_walks_a_prefix_a_page_at_a_time_in_name_order(store, bucket, 
     assert all(o.size == 2 and o.generation > 0 and abs(o.created - time.time()) < 60 for o in seen)
 
 
-@pytest.mark.parametrize("backend", ["gcs", "memory"])
-def test_compose_writes_the_destination_only_at_the_expected_generation(store, bucket, backend):
-    from shared.storage.memory import MemoryStore
-
-    target = store if backend == "gcs" else MemoryStore()
+def test_compose_writes_the_destination_only_at_the_expected_generation(store, bucket):
+    target = store
     for name in ("a", "b"):
         target.write_bytes(bucket.name, name, name.encode())
     first = target.compose(bucket.name, ["a", "b"], "out", "scratch/", if_generation_match=0)
@@ -110,7 +111,8 @@ def test_compose_writes_the_destination_only_at_the_expected_generation(store, b
     assert target.read_bytes(bucket.name, "out") == b"ba"
 
 
-def test_an_object_uploaded_gzip_encoded_is_read_decompressed_and_streamed(store, bucket):
+def test_an_object_uploaded_gzip_encoded_is_read_decompressed_and_streamed(gcs_store, bucket):
+    store = gcs_store
     import gzip
 
     body = b"".join(b'{"request": {"n": %d}}\n' % i for i in range(20_000))

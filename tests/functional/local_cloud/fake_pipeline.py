@@ -11,15 +11,14 @@ import json
 import os
 
 import functions_framework
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+
+from shared.storage.gcs import make_client
 
 
 @functions_framework.cloud_event
 def submit(event):
     attributes = event.data["message"]["attributes"]
-    client = storage.Client(project=os.environ["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]})
+    client = make_client(os.environ["GOOGLE_CLOUD_PROJECT"])
     name = attributes["objectId"]
     data = client.bucket(attributes["bucketId"]).blob(name).download_as_bytes()
     rel = name.removeprefix(os.environ["INPUT_PREFIX"]).removesuffix(".jsonl")

@@ -17,8 +17,8 @@ import sys
 
 import functions_framework
 from google.api_core.exceptions import PreconditionFailed
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+
+from shared.storage.gcs import make_client
 
 _bucket = None
 print(f"recorder instance of {os.environ.get('K_SERVICE')} started, pid {os.getpid()}", file=sys.stderr, flush=True)
@@ -41,8 +41,7 @@ ENV = ("JOB_FINISHED_TOPIC", "RUN_FINISHED_TOPIC", "UPLOADS_TOPIC", "DEAD_LETTER
 def _output():
     global _bucket
     if _bucket is None:
-        client = storage.Client(project=os.environ["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]})
+        client = make_client(os.environ["GOOGLE_CLOUD_PROJECT"])
         _bucket = client.bucket(os.environ["OUTPUT_BUCKET"])
     return _bucket
 
