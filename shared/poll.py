@@ -60,7 +60,8 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
                 log.warning("poll.entry_failed", f"{qid}: {type(exc).__name__}: {exc}; skipped this tick",
                             run=run, input=entry.get("input"), part=part, error=type(exc).__name__)
     summary["finished"] = len(finished)
-    queue = [] if vertex_down else scheduler.queue_page(p)
+    free = p.config.max_active_jobs - len(active) + len(finished)
+    queue = [] if vertex_down else scheduler.waiting(p, slots, free)
     summary["queued"] = len(queue)
     taken: list[tuple[Queued, str]] = []
     reserve = scheduler.reserve_change(p, queue, taken)

@@ -53,10 +53,35 @@ def queue_page(p: Pipeline, limit: int = _QUEUE_PAGE, *, prefix: str = "") -> li
     """The oldest waiting parts (under `prefix` of the queue, when given), FIFO order."""
     entries = []
     for listed in p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX + prefix, limit=limit):
-        found = p.store.read_json(p.work_bucket, listed.name)
-        if found is not None:  # reserved meanwhile
-            entries.append(Queued.from_json(listed.name, found.value))
+        entry = Queued.from_index(listed.name, listed.metadata)
+        if entry is None:  # written without its index: read it
+            found = p.store.read_json(p.work_bucket, listed.name)
+            entry = Queued.from_json(listed.name, found.value) if found is not None else None  # None: reserved
+        if entry is not None:
+            entries.append(entry)
     return entries
+
+
+def waiting(p: Pipeline, slots: dict[str, Any], want: int, *, pages: int = 10) -> list[Queued]:
+    """Queue entries, oldest first, until `want` of them may start now (or `pages` pages were read): entries
+    of a throttled model at the head never hide the others behind them. Nothing is read when no slot is free."""
+    if want <= 0:
+        return []
+    found: list[Queued] = []
+    after, now = "", p.clock()
+    for _ in range(pages):
+        page = p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX, start_after=after, limit=_QUEUE_PAGE)
+        entries = [e for e in (Queued.from_index(x.name, x.metadata) or _read_entry(p, x.name) for x in page) if e]
+        found += entries
+        if len(page) < _QUEUE_PAGE or sum(rules.may_start(slots, e, now) for e in found) >= want:
+            break
+        after = page[-1].name
+    return found
+
+
+def _read_entry(p: Pipeline, name: str) -> Queued | None:
+    found = p.store.read_json(p.work_bucket, name)
+    return Queued.from_json(name, found.value) if found is not None else None
 
 
 def read(p: Pipeline) -> dict[str, Any]:
@@ -127,11 +152,12 @@ def drain(p: Pipeline, *, best_effort: bool = False) -> int:
 
     `best_effort` (right after an upload or a collect): one try at the slots object, no retry on contention
     or throttling; the next poll tick reserves what this one could not."""
-    if best_effort and rules.written_recently(read_slots(p), p.clock(), 2 * rules.MIN_WRITE_INTERVAL):
+    slots = read_slots(p)
+    if best_effort and rules.written_recently(slots, p.clock(), 2 * rules.MIN_WRITE_INTERVAL):
         # The slots object is busy: leave this to the next poll tick. Twice poll's interval, so a steady
         # stream of uploads can never keep the tick (which also frees finished slots) from its turn.
         return 0
-    queue = queue_page(p)
+    queue = waiting(p, slots, p.config.max_active_jobs - len(slots["active"]))
     if not queue:
         return 0
     reserved = _reserve(p, queue, best_effort=best_effort)

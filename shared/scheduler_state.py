@@ -29,8 +29,12 @@ record, not this state, says whether a part may still run: a stale queue entry o
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from shared.storage.base import INDEX_KEY
 
 VERSION = 3
 _RATE_WINDOW = 60.0
@@ -56,13 +60,22 @@ class Queued:
         value: dict[str, Any] = {"q": self.qid, "model": self.model, "verify": self.verify, "input": self.input}
         if self.denied is not None:
             value.update(denied=self.denied, notBefore=self.not_before)
+        # Also the object's custom metadata: a listing of the queue then reads no object.
+        value[INDEX_KEY] = {k: "" if v is None else json.dumps(v) for k, v in value.items()}
         return value
 
     @classmethod
-    def from_json(cls, name: str, value: dict[str, Any]) -> Queued:
+    def from_json(cls, name: str, value: Mapping[str, Any]) -> Queued:
         return cls(name=name, qid=value["q"], model=value.get("model"), verify=bool(value.get("verify")),
                    denied=value.get("denied"), not_before=float(value.get("notBefore") or 0.0),
                    input=value.get("input"))
+
+    @classmethod
+    def from_index(cls, name: str, index: Mapping[str, str]) -> Queued | None:
+        """From a listing's metadata (None when the object was written without it)."""
+        if not index.get("q"):
+            return None
+        return cls.from_json(name, {k: json.loads(v) if v else None for k, v in index.items()})
 
 
 def empty() -> dict[str, Any]:

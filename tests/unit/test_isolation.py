@@ -270,3 +270,14 @@ def test_two_inputs_never_share_output_names():
     doc = orjson.loads(store.read_bytes("out-bucket", other))
     assert doc["input"]["name"] == "incoming/x" and "already owns" in doc["note"]
     assert_accounting(store, other.removeprefix("reports/").removesuffix(".json"), [1, 2, 3])
+
+
+def test_a_throttled_model_with_a_long_queue_never_hides_the_parts_behind_it():
+    p, store, vertex, publisher = make_pipeline(MAX_ACTIVE_JOBS=2, MAX_ROWS_PER_JOB=1, MAX_CREATES_PER_MINUTE=1000)
+    p.vertex = ModelFaults(vertex, {"gemini-busy": VertexTransientError("429 RESOURCE_EXHAUSTED")})
+    submit.handle_upload(p, upload(store, "incoming/busy.jsonl", b"\n".join(lines(150)), {"model": "gemini-busy"}))
+    submit.handle_upload(p, upload(store, "incoming/free.jsonl", b"\n".join(lines(1))))
+    for _ in range(3):
+        poll.handle_tick(p)
+    assert len(vertex.jobs) == 1  # the part behind 150 throttled ones got its job
+    assert next(iter(vertex.jobs.values()))["model"] == "gemini-2.5-flash"
