@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared import cancellation, joining, layout, log, lost_input, runstate
+from shared import cancellation, joining, layout, log, lost_input, prediction_lines, runstate
 from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
@@ -148,9 +148,9 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
                 if not raw.strip():
                     continue
                 try:
-                    record = orjson.loads(raw)
+                    record = prediction_lines.decode_prediction(raw)  # the request is skipped, not built
                     outcome = joining.classify(record)
-                except (orjson.JSONDecodeError, joining.JoinError, AttributeError) as exc:
+                except (prediction_lines.Undecodable, joining.JoinError, AttributeError) as exc:
                     log.warning("rows.unjoinable", f"{name}: a prediction line cannot be joined: {exc}",
                                 run=msg.run, job=_job_id(msg))
                     continue
@@ -214,6 +214,9 @@ def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int,
     for raw in lines:
         if not raw:
             continue
+        row = prediction_lines.staged_row(raw)  # most rows succeeded: their lines are never parsed
+        if row is not None and row in seen and row not in failures:
+            continue  # succeeded
         record = orjson.loads(raw)
         row = joining.row_of(record)
         if row in seen and row not in failures:

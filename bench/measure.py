@@ -1,0 +1,126 @@
+"""One measured case in a process of its own, so its peak memory is its own: prints one JSON line with the
+seconds the work took (interpreter start and imports excluded) and the peak resident set size, this process's
+and its children's (an external tool).
+
+    python -m bench.measure CASE SOURCE WORK [--staged FILE]
+
+CASE is one of `CASES`; SOURCE is the file it reads; WORK an empty directory it may write to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+JQ_FILTER = 'select(.status=="")'
+
+
+def parse_only(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    import orjson
+
+    from shared.lines import iter_lines
+
+    loads = orjson.loads
+    with open(source, "rb") as f:
+        for raw in iter_lines(f):
+            if raw:
+                loads(raw)
+    return None
+
+
+def postprocess(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    from batchctl._context import Ops
+    from batchctl._files import postprocess as command
+
+    argv = [str(source), "--out", str(work), "--json", "--name", "bench"]
+    if args.staged:
+        argv += ["--staged", str(args.staged)]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        command.main(argv, obj=Ops({}), standalone_mode=False)
+    counts = json.loads(out.getvalue())["report"]["rows"]
+    return f"{counts['succeeded']} succeeded, {counts['failed']} failed"
+
+
+def validate(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    from batchctl._context import Ops
+    from batchctl._files import validate as command
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        command.main([str(source), "--out", str(work), "--json"], obj=Ops({}), standalone_mode=False)
+    doc = json.loads(out.getvalue())
+    return f"{doc['valid']} valid, {doc['invalid']} invalid, {len(doc['parts'])} parts"
+
+
+def duckdb_split(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    try:
+        import duckdb
+    except ImportError:
+        return "not installed"
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"CREATE TABLE p AS SELECT * FROM read_ndjson('{source}', sample_size = -1)")
+    con.execute(f"COPY (SELECT * FROM p WHERE status = '') TO '{work / 'results.jsonl'}' (FORMAT json)")
+    con.execute(f"COPY (SELECT * FROM p WHERE status <> '') TO '{work / 'errors.jsonl'}' (FORMAT json)")
+    return None
+
+
+def _tool(argv: list[str], source: Path, target: Path) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return "not installed"
+    with open(source, "rb") as f, open(target, "wb") as out:
+        subprocess.run(argv, stdin=f, stdout=out, check=True)
+    return None
+
+
+def jq_select(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    return _tool(["jq", "-c", JQ_FILTER], source, work / "results.jsonl")
+
+
+def cat(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    return _tool(["cat"], source, Path(os.devnull))
+
+
+CASES: dict[str, Callable[[Path, Path, argparse.Namespace], str | None]] = {
+    "parse-only": parse_only, "postprocess": postprocess, "validate": validate, "duckdb": duckdb_split,
+    "jq": jq_select, "cat": cat,
+}
+
+
+def _own_peak_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=sorted(CASES))
+    parser.add_argument("source", type=Path)
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--staged", type=Path)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    note = CASES[args.case](args.source, args.work, args)
+    seconds = time.perf_counter() - start
+    # This process's high-water mark from /proc: getrusage's would keep the parent's across exec. A tool's comes
+    # from getrusage (kilobytes on Linux), which counts it from the fork of this small process: an upper bound.
+    peak = _own_peak_kb() if args.case not in ("jq", "cat") else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    json.dump({"seconds": seconds, "peak_rss_mb": round(peak / 1024, 1), "note": note}, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

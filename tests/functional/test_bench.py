@@ -1,0 +1,53 @@
+"""`make bench` runs end to end at a tiny scale: every case measured, the table and results.json written.
+No timing is asserted here; the figures are `make bench`'s to report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from bench import inputs, predictions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_predictions_script_answers_every_staged_line_once_shuffled_with_some_failed(tmp_path):
+    staged = tmp_path / "staged.jsonl"
+    staged.write_bytes(b"".join(orjson.dumps({"gbp_row": f"r{i}", "request": {"contents": []}}) + b"\n"
+                                for i in range(1, 401)))
+    out = tmp_path / "predictions.jsonl"
+    rows, failed = predictions.write([staged], out, failed=0.1)
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert rows == len(lines) == 400
+    assert sorted(int(line["gbp_row"][1:]) for line in lines) == list(range(1, 401))
+    assert [line["gbp_row"] for line in lines] != [f"r{i}" for i in range(1, 401)]
+    assert 0 < failed == sum(1 for line in lines if line["status"]) < 100
+    assert all("response" in line for line in lines if not line["status"])
+
+
+def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_path):
+    results = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--mb", "0.3", "--repeat", "1", "--results",
+                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(results.read_text())
+    assert {"commit", "machine", "results", "checks", "command"} <= doc.keys()
+    cases = {(r["path"], r["case"]): r for r in doc["results"]}
+    for key in (("collect", "postprocess"), ("collect", "parse-only"),
+                ("validate", "validate"), ("validate", "parse-only")):
+        assert cases[key]["seconds"] is not None, cases[key]
+        assert cases[key]["peak_rss_mb"] > 0
+    assert "failed" in cases[("collect", "postprocess")]["note"]
+    assert "| check |" in done.stdout
+
+
+def test_the_input_maker_writes_valid_request_lines_of_the_size_asked(tmp_path):
+    path = tmp_path / "input.jsonl"
+    rows = inputs.input_file(path, 0.05)
+    lines = path.read_bytes().splitlines()
+    assert rows == len(lines) and path.stat().st_size >= 50_000
+    assert all("request" in orjson.loads(line) for line in lines)
