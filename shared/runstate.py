@@ -3,12 +3,14 @@
     staging ──staged──▶ running ──all parts collected──▶ finalizing ──outputs written──▶ done
        └──────── no usable rows ──────────────────────────▶ finalizing
 
-A run is split into parts (chunk x attempt); each part goes queued ▶ submitted ▶ collected, or queued ▶
-rejected ▶ collected when Vertex refuses its job for good (the refusal is stored, so it can be announced
-again if its message is lost). Collecting a
-part may add its retry part (same chunk, next attempt) in the same compare-and-swap, so "every part is
-collected" means the run is settled. Each function is pure: it returns a new record, or None for "nothing
-to change", and is safe to re-run on a replayed event.
+A run is split into parts (chunk x attempt); each part goes queued ▶ collected, or queued ▶ rejected ▶
+collected when Vertex refuses its job for good (the refusal is stored, so it can be announced again if its
+message is lost). The record is not written per job (a run of many parts would make it a hot object): a
+part's job is kept in a job marker (`layout.job_marker_name`), and `with_jobs` gives the record as the
+pipeline knows it, those parts submitted (`job_submitted` does the same for one part, for tools and tests
+that have no markers). Collecting a part may add its retry part (same chunk, next attempt) in the same
+compare-and-swap, so "every part is collected" means the run is settled. Each function is pure: it returns a
+new record, or None for "nothing to change", and is safe to re-run on a replayed event.
 
 An operator may cancel a staging or running run (`cancelled`): the record keeps when and why, its parts that
 have not run end with their rows in errors (reason CANCELLED) instead of being retried, and the run still
