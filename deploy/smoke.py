@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.tools import TRANSIENT, DeployError, Runner
-from shared import layout
+from shared import layout, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "malformed.jsonl"
@@ -33,7 +33,7 @@ class Result:
 
 def expected_rows(sample: Path) -> list[int]:
     """Row numbers of the contract: the physical line numbers of the non-blank lines."""
-    return [n for n, line in enumerate(sample.read_bytes().split(b"\n"), 1) if line.strip()]
+    return verify.expected_rows(sample.read_bytes())
 
 
 def _read(runner: Runner, uri: str) -> str | None:
@@ -46,40 +46,10 @@ def _read(runner: Runner, uri: str) -> str | None:
     raise DeployError(f"reading {uri} failed: {proc.stderr.strip()[-500:]}")
 
 
-def _rows(text: str, uri: str) -> list[int]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(int(json.loads(line)["row"]))
-            except (ValueError, KeyError, TypeError):
-                raise DeployError(f"{uri} line {n} is not a row of the output contract: {line[:200]}") from None
-    return rows
-
-
-def account(report: dict[str, Any], results: list[int], errors: list[int], expected: list[int]) -> list[str]:
-    """What breaks the row accounting (empty when every row is in one of the two files exactly once)."""
-    problems = []
-    counts = report.get("rows", {})
-    if counts.get("total") != len(expected):
-        problems.append(f"report counts {counts.get('total')} rows, the sample has {len(expected)}")
-    if counts.get("total") != counts.get("succeeded", 0) + counts.get("failed", 0):
-        problems.append(f"total {counts.get('total')} != succeeded {counts.get('succeeded')} + "
-                        f"failed {counts.get('failed')}")
-    seen = Counter(results) + Counter(errors)
-    doubled = sorted(r for r, c in seen.items() if c > 1)
-    missing = sorted(set(expected) - set(seen))
-    extra = sorted(set(seen) - set(expected))
-    if doubled:
-        problems.append(f"rows in the outputs more than once: {doubled}")
-    if missing:
-        problems.append(f"rows in neither file: {missing}")
-    if extra:
-        problems.append(f"rows that are not in the input: {extra}")
-    if len(results) != counts.get("succeeded") or len(errors) != counts.get("failed"):
-        problems.append(f"files hold {len(results)} results and {len(errors)} errors, the report says "
-                        f"{counts.get('succeeded')} and {counts.get('failed')}")
-    return problems
+def account(rel: str, report: dict[str, Any], results: str, errors: str, expected: list[int]) -> list[str]:
+    """What breaks the row accounting (empty when every row is in one of the two files exactly once): the one
+    checker the demo, the tests and `batchctl verify` use."""
+    return verify.check(rel, expected, report, results.encode(), errors.encode())
 
 
 def run(runner: Runner, outputs: dict[str, Any], *, timeout: float, interval: float,
@@ -103,9 +73,8 @@ def run(runner: Runner, outputs: dict[str, Any], *, timeout: float, interval: fl
                               f"for it later at {report_uri}, or follow the run in Logs Explorer", TRANSIENT)
         sleep(interval)
     report = json.loads(text)
-    results = _rows(_read(runner, results_uri) or "", results_uri)
-    errors = _rows(_read(runner, errors_uri) or "", errors_uri)
-    problems = account(report, results, errors, expected_rows(sample))
+    problems = account(rel, report, _read(runner, results_uri) or "", _read(runner, errors_uri) or "",
+                       expected_rows(sample))
     return Result(report, problems, _summary(report, source, report_uri, results_uri, errors_uri, problems))
 
 

@@ -299,7 +299,7 @@ def test_smoke_fails_when_a_row_is_missing_from_the_outputs(cli):
     assert cli.deploy().returncode == 0
     proc = cli("smoke", "--interval", "0.01", FAKE_DROP_ROW="1")
     assert proc.returncode == 1
-    assert "PROBLEM: rows in neither file" in proc.stdout
+    assert "PROBLEM:" in proc.stdout and "rows missing from results and errors" in proc.stdout
 
 
 def test_smoke_without_a_report_in_time_says_to_look_later(cli):
@@ -385,10 +385,14 @@ def test_settings_are_read_as_json_where_they_are_json():
 
 def test_the_accounting_names_every_kind_of_broken_promise():
     report = {"rows": {"total": 3, "succeeded": 2, "failed": 1}}
-    assert smoke.account(report, [1, 3], [2], [1, 2, 3]) == []
-    problems = " ".join(smoke.account(report, [1, 1], [4], [1, 2, 3]))
-    assert "more than once: [1]" in problems and "neither file: [2, 3]" in problems
-    assert "not in the input: [4]" in problems
+
+    def lines(*rows):
+        return "".join(json.dumps({"row": r}) + "\n" for r in rows)
+
+    assert smoke.account("s", report, lines(1, 3), lines(2), [1, 2, 3]) == []
+    problems = " ".join(smoke.account("s", report, lines(1, 1), lines(4), [1, 2, 3]))
+    assert "more than once: [1]" in problems and "missing from results and errors: [2, 3]" in problems
+    assert "not input rows: [4]" in problems
 
 
 def test_the_sample_rows_are_its_non_blank_lines():
