@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,7 +33,7 @@ from shared import collect, joining, layout, runstate, staging
 from shared.collect import JobFinished
 from shared.config import Config
 from shared.errors import BadEventError
-from shared.lines import iter_lines
+from shared.lines import MAX_LINE_BYTES, READ_SIZE, iter_lines
 from shared.pipeline import Pipeline
 from shared.progress import resume
 from shared.publisher import MemoryPublisher
@@ -148,17 +149,59 @@ def validate(ops: Ops, file: Path, out_dir: Path, max_rows: int | None, max_byte
 
 # ------------------------------------------------------------------------------------------------ postprocess
 def _combined(paths: Iterable[Path], out: Path) -> tuple[int, int]:
-    """Concatenate files of lines into `out` (streamed). Returns (non-blank lines, bytes)."""
+    """Concatenate files of lines into `out` (streamed), each line ending in a newline, blank lines left out.
+    Returns (non-blank lines, bytes)."""
     rows = size = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as sink:
         for path in paths:
             with open(path, "rb") as f:
-                for raw in iter_lines(f):
-                    if raw.strip():
-                        sink.write(raw + b"\n")
-                        rows += 1
-                        size += len(raw) + 1
+                got = _copy_lines(f, sink)
+            rows += got[0]
+            size += got[1]
+    return rows, size
+
+
+# A line that is blank (only the whitespace bytes.strip removes) starts right after a newline with one of these.
+# One regex search of a 4 MB read takes ~1 ms, six two-byte substring searches ~20 ms (Python 3.11).
+_BLANK_START = re.compile(rb"\n[\n \t\r\x0b\x0c]")
+
+
+def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
+    """The lines of `iter_lines(f)` that are not blank, each with a newline, to `sink`: (lines, bytes).
+
+    A read's whole lines are copied as they are when no line in them can be blank (a few substring searches);
+    otherwise they are split and filtered. After a line longer than MAX_LINE_BYTES, iter_lines takes over from
+    its start, so its preview is what is written, as before."""
+    rows = size = 0
+    pending = b""
+    while chunk := f.read(READ_SIZE):
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        if cut:
+            block = data[:cut]
+            if block[:1] in b"\n \t\r\x0b\x0c" or _BLANK_START.search(block):
+                kept = [raw for raw in block.split(b"\n")[:-1] if raw.strip()]
+                block = b"\n".join(kept) + b"\n" if kept else b""
+                rows += len(kept)
+            else:
+                rows += block.count(b"\n")
+            sink.write(block)
+            size += len(block)
+        if len(pending) > MAX_LINE_BYTES:
+            f.seek(-len(pending), io.SEEK_CUR)
+            pending = b""
+            for raw in iter_lines(f, MAX_LINE_BYTES, READ_SIZE):
+                if raw.strip():
+                    sink.write(raw + b"\n")
+                    rows += 1
+                    size += len(raw) + 1
+            break
+    if pending.strip():
+        sink.write(pending + b"\n")
+        rows += 1
+        size += len(pending) + 1
     return rows, size
 
 

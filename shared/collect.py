@@ -26,6 +26,8 @@ from shared.progress import resume
 from shared.storage import change_json
 from shared.storage.base import ObjectMissing
 
+_WRITE_BATCH = 1 << 20  # bytes of result lines handed to the writer at once
+
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
@@ -140,6 +142,14 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
     """Pass 1: every *.jsonl under the job's output prefix. Returns the rows that came back."""
     seen: set[int] = set()
     prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
+    # Result lines are handed to the writer in batches and the token sums kept in locals (one Counter update
+    # at the end): per row, a write call took ~5 us and a Counter update ~2 us, building the line ~3 us
+    # (cProfile of `batchctl postprocess` on the `python -m bench --mb 100` predictions).
+    pending: list[bytes] = []
+    pending_bytes = 0
+    prompt_sum = cand_sum = total_sum = 0
+    decode, classify, key_of = prediction_lines.decode_prediction, joining.classify, joining.key_of
+    result_line, usage_tokens, success = joining.result_line, joining.usage_tokens, joining.Success
     for name in p.store.list_names(p.work_bucket, prefix):
         if not name.endswith(".jsonl"):
             continue
@@ -148,27 +158,40 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
                 if not raw.strip():
                     continue
                 try:
-                    record = prediction_lines.decode_prediction(raw)  # the request is skipped, not built
-                    outcome = joining.classify(record)
+                    record = decode(raw)  # the request is skipped, not built
+                    outcome = classify(record)
                 except (prediction_lines.Undecodable, joining.JoinError, AttributeError) as exc:
                     log.warning("rows.unjoinable", f"{name}: a prediction line cannot be joined: {exc}",
                                 run=msg.run, job=_job_id(msg))
                     continue
-                if outcome.row in seen:
+                row = outcome.row
+                if row in seen:
                     # Exported twice (shards of a long job): count it once, and let a success win over
                     # a failure so the row is not sent (and billed) again.
-                    if not (isinstance(outcome, joining.Success) and outcome.row in failures):
+                    if not (type(outcome) is success and row in failures):
                         continue
-                    del failures[outcome.row]
-                seen.add(outcome.row)
-                if isinstance(outcome, joining.Success):
-                    has_key, key = joining.key_of(record)
-                    results.write(joining.result_line(outcome.row, has_key, key, outcome.response, attempt))
+                    del failures[row]
+                seen.add(row)
+                if type(outcome) is success:
+                    has_key, key = key_of(record)
+                    line = result_line(row, has_key, key, outcome.response, attempt)
+                    pending.append(line)
+                    pending_bytes += len(line)
+                    if pending_bytes >= _WRITE_BATCH:
+                        results.write(b"".join(pending))
+                        pending.clear()
+                        pending_bytes = 0
                     tally.succeeded += 1
-                    prompt, cand, total = joining.usage_tokens(outcome.response)
-                    tally.tokens.update(prompt=prompt, candidates=cand, total=total)
+                    prompt, cand, total = usage_tokens(outcome.response)
+                    prompt_sum += prompt
+                    cand_sum += cand
+                    total_sum += total
                 else:
-                    failures[outcome.row] = outcome
+                    failures[row] = outcome
+    if pending:
+        results.write(b"".join(pending))
+    if tally.succeeded:
+        tally.tokens.update(prompt=prompt_sum, candidates=cand_sum, total=total_sum)
     return seen
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-ROW_FIELD = "gbp_row"
+ROW_FIELD = "gbp_row"  # spelled out in staged_line_raw's templates too
 KEY_FIELD = "gbp_key"
 LINE_CUT = 10 * 1024
 
@@ -46,7 +46,15 @@ def staged_line(row: int, request: Any, has_key: bool, key: Any) -> bytes:
     if has_key:
         record[KEY_FIELD] = "k" + orjson.dumps(key).decode()
     record["request"] = request
-    return orjson.dumps(record) + b"\n"
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def staged_line_raw(row: int, request_json: bytes, has_key: bool, key: Any) -> bytes:
+    """`staged_line` for a request given as `orjson.dumps(request)` (see `shared/raw_request.py`): the same bytes."""
+    if has_key:
+        return b'{"gbp_row":"r%d","gbp_key":%b,"request":%b}\n' % (
+            row, orjson.dumps("k" + orjson.dumps(key).decode()), request_json)
+    return b'{"gbp_row":"r%d","request":%b}\n' % (row, request_json)
 
 
 def row_of(record: dict[str, Any]) -> int:
@@ -118,6 +126,13 @@ def first_text(response: dict[str, Any]) -> str:
     if not candidates or not isinstance(candidates[0], dict):
         return ""
     parts = ((candidates[0].get("content") or {}).get("parts")) or []
+    if type(parts) is list and len(parts) == 1:  # the usual answer: one part, no generator needed
+        part = parts[0]
+        if isinstance(part, dict):
+            text = part.get("text")
+            if isinstance(text, str) and not part.get("thought"):
+                return text
+        return ""
     return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
                    and not p.get("thought"))
 
@@ -131,18 +146,15 @@ def finish_reason(response: dict[str, Any]) -> str | None:
 
 
 def result_line(row: int, has_key: bool, key: Any, response: dict[str, Any], attempts: int) -> bytes:
-    record: dict[str, Any] = {"row": row}
+    text, reason = first_text(response), finish_reason(response)
+    usage, model = response.get("usageMetadata") or {}, response.get("modelVersion")
     if has_key:
-        record["key"] = key
-    record.update({
-        "text": first_text(response),
-        "finishReason": finish_reason(response),
-        "usage": response.get("usageMetadata") or {},
-        "modelVersion": response.get("modelVersion"),
-        "attempts": attempts,
-        "response": response,
-    })
-    return orjson.dumps(record) + b"\n"
+        record = {"row": row, "key": key, "text": text, "finishReason": reason, "usage": usage,
+                  "modelVersion": model, "attempts": attempts, "response": response}
+    else:
+        record = {"row": row, "text": text, "finishReason": reason, "usage": usage, "modelVersion": model,
+                  "attempts": attempts, "response": response}
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def cut_line(raw: str) -> str:
@@ -165,7 +177,7 @@ def error_line(row: int, has_key: bool, key: Any, *, stage: str, code: int, stat
         record["request"] = request
     else:
         record["line"] = cut_line(line or "")
-    return orjson.dumps(record) + b"\n"
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def job_failure(state: str, error_code: int | None, error_message: str | None) -> Failure:

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import orjson
@@ -146,6 +146,7 @@ class Accepted:
     request: dict  # the parsed "request" object, unchanged
     has_key: bool  # whether the line had a top-level "key"
     key: object  # its value (any JSON value), None when absent
+    keys: int = field(default=0, compare=False)  # keys held by the request's objects, all levels (duplicates once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +243,8 @@ def _preview(raw: bytes, row: int = 0) -> str:
 class LineValidator:
     """Validates the lines of one input file, in order; keeps the file-wide key path -> type schema."""
 
-    __slots__ = ("_max", "_root", "_types", "_view", "_undo", "_row", "_columns", "_max_columns", "_created")
+    __slots__ = ("_max", "_root", "_types", "_view", "_undo", "_row", "_columns", "_max_columns", "_created",
+                 "_keys")
 
     def __init__(self, max_nesting: int = MAX_NESTING, max_columns: int = MAX_COLUMNS) -> None:
         self._max = max_nesting
@@ -251,6 +253,7 @@ class LineValidator:
         self._view = MappingProxyType(self._types)
         self._undo: list[_Node] = []
         self._row = 0
+        self._keys = 0
         self._columns = 0
         self._max_columns = max_columns
         self._created: list[tuple[dict, str]] = []  # key paths first seen on this line (gone if it fails)
@@ -304,6 +307,7 @@ class LineValidator:
             return Rejected(row, reason, f"line {row}: {text}", request, None, has_key, key)
 
         self._row = row
+        self._keys = 0
         undo = self._undo
         try:
             self._object(request, self._root, 2)
@@ -324,7 +328,7 @@ class LineValidator:
             for node in undo:
                 types[node.path] = node.type
             undo.clear()
-        return Accepted(row, request, has_key, key)
+        return Accepted(row, request, has_key, key, self._keys)
 
     # -- the importer walk --------------------------------------------------------------------------
 
@@ -335,6 +339,7 @@ class LineValidator:
         if level > self._max:
             raise _Problem(TOO_DEEP, str(level), [])
         children = node.children
+        self._keys += len(obj)
         k = None
         try:
             for k, v in obj.items():

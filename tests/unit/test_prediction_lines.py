@@ -1,5 +1,7 @@
 """Collect decodes only the fields it reads (`shared/prediction_lines.py`): on a file of tricky lines its
-results, errors and counts are byte for byte those of parsing every line in full with orjson."""
+results, errors and counts are byte for byte those of parsing every line in full with orjson. The faster staged
+copy, result lines and batched writes of validate and collect are checked the same way, against the code they
+replaced, from a tricky input through staged parts and predictions to results, errors and counts."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from batchctl import _files as files_module
 from batchctl._context import Ops
 from batchctl._exit import Failed
-from batchctl._files import postprocess
-from shared import prediction_lines
+from batchctl._files import postprocess, validate
+from shared import collect, joining, lines, prediction_lines, raw_request, staging, validation
 
 OK = '{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}'
 PREDICTIONS = [
@@ -106,3 +109,212 @@ def test_a_staged_row_is_read_from_the_prefix_only_when_the_full_parse_agrees(ra
     row = prediction_lines.staged_row(raw)
     if row is not None:
         assert f"r{row}" == "r" + str(int(orjson.loads(raw)["gbp_row"][1:]))
+
+
+# --- the faster staged copy, result lines and batched writes, against the code they replaced -----------------
+
+def _old_first_text(response):
+    candidates = response.get("candidates") or []
+    if not candidates or not isinstance(candidates[0], dict):
+        return ""
+    parts = ((candidates[0].get("content") or {}).get("parts")) or []
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
+                   and not p.get("thought"))
+
+
+def _old_result_line(row, has_key, key, response, attempts):
+    record = {"row": row}
+    if has_key:
+        record["key"] = key
+    record.update({"text": _old_first_text(response), "finishReason": joining.finish_reason(response),
+                   "usage": response.get("usageMetadata") or {}, "modelVersion": response.get("modelVersion"),
+                   "attempts": attempts, "response": response})
+    return orjson.dumps(record) + b"\n"
+
+
+def _old_staged_line(row, request, has_key, key):
+    record = {joining.ROW_FIELD: f"r{row}"}
+    if has_key:
+        record[joining.KEY_FIELD] = "k" + orjson.dumps(key).decode()
+    record["request"] = request
+    return orjson.dumps(record) + b"\n"
+
+
+def _old_combined(paths, out):
+    """`batchctl._files._combined` as it was (a line at a time)."""
+    rows = size = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as sink:
+        for path in paths:
+            with open(path, "rb") as f:
+                for raw in lines.iter_lines(f, files_module.MAX_LINE_BYTES, files_module.READ_SIZE):
+                    if raw.strip():
+                        sink.write(raw + b"\n")
+                        rows += 1
+                        size += len(raw) + 1
+    return rows, size
+
+
+@pytest.mark.parametrize("read_size", [1, 5, 16, 1000])
+def test_copying_staged_files_keeps_the_lines_and_counts_of_copying_line_by_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_size: int):
+    monkeypatch.setattr(files_module, "READ_SIZE", read_size)
+    monkeypatch.setattr(files_module, "MAX_LINE_BYTES", 40)
+    bodies = [b"", b"\n", b"a", b"a\nb", b"{}\n{}\n", b" \n\t\n\r\n\x0b\n\x0c\nx\n", b"  x  \n\ny\r\n\n",
+              b"x" * 100 + b"\nshort\n" + b"y" * 45 + b"\n\nz", b'{"gbp_row":"r1"}\n' * 9, b"\xff\xfe\n \xff\n"]
+    paths = []
+    for n, body in enumerate(bodies):
+        paths.append(tmp_path / f"in{n}.jsonl")
+        paths[-1].write_bytes(body)
+        assert files_module._combined([paths[-1]], tmp_path / "new") == _old_combined([paths[-1]], tmp_path / "old")
+        assert (tmp_path / "new").read_bytes() == (tmp_path / "old").read_bytes()
+    assert files_module._combined(paths, tmp_path / "new") == _old_combined(paths, tmp_path / "old")
+    assert (tmp_path / "new").read_bytes() == (tmp_path / "old").read_bytes()
+
+
+RESPONSES = [
+    {}, {"candidates": []}, {"candidates": "ab"}, {"candidates": [1]}, {"candidates": [{}]},
+    {"candidates": [{"content": None}]}, {"candidates": [{"content": {"parts": []}}]},
+    {"candidates": [{"content": {"parts": [{"text": "one"}]}, "finishReason": "STOP"}], "modelVersion": "m"},
+    {"candidates": [{"content": {"parts": [{"text": "t", "thought": True}]}}]},
+    {"candidates": [{"content": {"parts": [{"text": "t", "thought": 0}]}}]},
+    {"candidates": [{"content": {"parts": [{"text": 5}]}}]},
+    {"candidates": [{"content": {"parts": [{"inlineData": {}}]}}]},
+    {"candidates": [{"content": {"parts": ["text"]}}]}, {"candidates": [{"content": {"parts": [None]}}]},
+    {"candidates": [{"content": {"parts": "abc"}}]},
+    {"candidates": [{"content": {"parts": [{"text": "a", "thought": True}, {"text": "b"}, {"text": "c"}]}}]},
+    {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 4}},
+]
+
+
+@pytest.mark.parametrize("response", RESPONSES)
+def test_a_result_line_is_the_bytes_it_was(response: dict):
+    for has_key, key in ((False, None), (True, None), (True, "k"), (True, {"n": [1, 2.5]})):
+        assert joining.result_line(3, has_key, key, response, 2) == _old_result_line(3, has_key, key, response, 2)
+
+
+TRICKY_INPUT = b"\n".join([
+    b'\xef\xbb\xbf{"key": "a", "request": {"contents": [{"role": "user", "parts": [{"text": "caf\\u00e9 \\/"}]}]}}',
+    b'{"request":{"contents":[{"parts":[{"text":"no key"}]}],"generationConfig":{"temperature":2E-1}}}',
+    b'',
+    b'  {"key":7,"key":8,"request":{"contents":[{"parts":[{"text":"dup key"}]}],"x":{"y":1.50}}}  \r',
+    b'{"key":null,"request":{"contents":[{"parts":[{"text":"null key \\ud83d\\ude00"}]}]},"other":[1]}',
+    b'{"key":{"n":[1,-0,1e2]},"request":{"contents":[{"parts":[{"text":"obj key","thought":false}]}]}}',
+    b'not json', b'[1]', b'{"key":"nr"}', b'{"request":{"contents":[]}}',
+    b'{"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"y":"a string now"}}}',
+    b'{"key":"b","request":{"contents":[{"role":"model","parts":[{"text":"\xc3\xa9\\n\\t\\"q\\""}]}]}}',
+    b'{"key":"c","request":{"contents":[{"parts":[{"text":"\xff"}]}]}}',
+    *(b'{"key":%d, "request":{"contents":[{"parts":[{"text":"row %d \\u00e9"}]}],"x":{"y":%d.25}}}' % (i, i, i)
+      for i in range(20)),
+    *(b'{"key":%d,"request":{"contents":[{"parts":[{"text":"row %d \xc3\xa9"}]}],"x":{"y":%d.25}}}' % (i, i, i)
+      for i in range(20, 40)),  # spliced
+    b'\t{"key":"d","request":{"contents":[{"parts":[{"text":"last, no newline"}]}]}}',
+])
+
+
+def _round_trip(tmp_path: Path, name: str) -> dict[str, bytes]:
+    """Input -> `batchctl validate` (parts of 3 rows) -> predictions (some failed, one twice, one missing, varied
+    responses) -> `batchctl postprocess`: every file either writes."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(TRICKY_INPUT)
+    out = tmp_path / name
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        validate.main([str(source), "--out", str(out / "v"), "--json", "--max-rows", "3"], obj=Ops({}),
+                      standalone_mode=False)
+    staged = json.loads(printed.getvalue())
+    files = {"validation": Path(staged["errors"]).read_bytes()}
+    predictions = []
+    for n, part in enumerate(staged["parts"]):
+        files[f"part{n}"] = Path(part["file"]).read_bytes()
+        for i, raw in enumerate(files[f"part{n}"].splitlines()):
+            line = orjson.loads(raw)
+            k = (n * 3 + i) % (len(RESPONSES) + 3)
+            if k == len(RESPONSES):
+                continue  # never came back
+            if k == len(RESPONSES) + 1:
+                line["status"] = 'Too Many Requests: {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}'
+            else:
+                line.update(status="", response=RESPONSES[k % len(RESPONSES)] or {"a": 1})
+            predictions.append(orjson.dumps(line))
+            if k == 2:
+                predictions.append(orjson.dumps(line))
+    pred = tmp_path / f"{name}.pred.jsonl"
+    pred.write_bytes(b"\n".join(predictions) + b"\n")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Failed):
+        postprocess.main([str(pred), "--out", str(out / "p"), "--json", "--name", "t", "--validation-errors",
+                          staged["errors"], *[a for part in staged["parts"] for a in ("--staged", part["file"])]],
+                         obj=Ops({}), standalone_mode=False)
+    report = json.loads((out / "p/reports/t.json").read_text())
+    files.update(results=(out / "p/results/t.jsonl").read_bytes(), errors=(out / "p/errors/t.jsonl").read_bytes(),
+                 rows=orjson.dumps(report["rows"]), tokens=orjson.dumps(report["tokens"]))
+    return files
+
+
+staged_line_raw = joining.staged_line_raw
+
+
+def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(collect, "_WRITE_BATCH", 1)  # a write per line, and batches: both paths run
+    monkeypatch.setattr(staging, "_WRITE_BATCH", 300)
+    spliced = []
+    monkeypatch.setattr(joining, "staged_line_raw", lambda *args: spliced.append(args[0]) or staged_line_raw(*args))
+    new = _round_trip(tmp_path, "new")
+    assert len(spliced) >= 20
+    monkeypatch.setattr(files_module, "_combined", _old_combined)
+    monkeypatch.setattr(joining, "result_line", _old_result_line)
+    monkeypatch.setattr(joining, "staged_line", _old_staged_line)
+    monkeypatch.setattr(raw_request, "request_bytes", lambda *args: None)
+    monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
+    monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
+    old = _round_trip(tmp_path, "old")
+    assert new == old
+    assert new["results"].count(b"\n") >= 30 and new["errors"].count(b"\n") >= 10 and "part9" in new
+
+
+SPLICE_LINES = [
+    b'{"key":"a","request":{"contents":[{"role":"user","parts":[{"text":"caf\xc3\xa9 \xe2\x80\xa8 \x7f: 1.50"}]}]}}',
+    b'{"request":{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"temperature":0.2,"topK":40}}}',
+    b'{"request":{"contents":[{"parts":[{"text":"x"}]}]},"key":{"n":[1,2.5,null]}}',
+    b'{"key":null,"request":{"contents":[{"parts":[{"text":"x"}]}]}}\r',
+    b'{"key":-0,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"b":true,"c":false,"d":null,"e":[]}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":1.50}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":1e5}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":1E-7}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":1e-7}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":-0}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":-0.0}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":123456789012345678901234}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":18446744073709551615}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}],"x":{"n":1,"n":2}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x","text":"y"}]}]}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"a \\"q\\" \\n b"}]}]}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"\\u00e9\\/"}]}]}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}], "x":{"n":1}}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}]} }',
+    b'{"key": 1,"request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b' {"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b'{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}]},"other":2}',
+    b'{"other":2,"request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b'{"key":1,"key":2,"request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b'{"request":{"contents":[{"parts":[{"text":"x"}]}]},"request":{"contents":[{"parts":[{"text":"y"}]}]}}',
+    b'\xef\xbb\xbf{"key":1,"request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b'{"key":"k:\\"","request":{"contents":[{"parts":[{"text":"x"}]}]}}',
+    b'{"key":"}","request":{"contents":[{"parts":[{"text":"\\\\"}]}]}}',
+]
+SPLICED = 8  # how many of SPLICE_LINES are orjson's own spelling (the key -0 is not: orjson writes 0)
+
+
+def test_a_request_is_spliced_only_when_its_bytes_are_what_staging_would_write():
+    validator = validation.LineValidator()
+    spliced = 0
+    for row, raw in enumerate(SPLICE_LINES + TRICKY_INPUT.split(b"\n"), 1):
+        verdict = validator.validate(row, raw)
+        if not isinstance(verdict, validation.Accepted):
+            continue
+        body = raw_request.request_bytes(raw, verdict.has_key, verdict.key, verdict.keys)
+        if body is not None:
+            spliced += row <= len(SPLICE_LINES)
+            assert joining.staged_line_raw(row, body, verdict.has_key, verdict.key) == \
+                _old_staged_line(row, verdict.request, verdict.has_key, verdict.key)
+    assert spliced == SPLICED

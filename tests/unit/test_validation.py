@@ -53,7 +53,7 @@ def test_verdicts_are_frozen_slotted_dataclasses():
         assert not hasattr(verdict, "__dict__")
         with pytest.raises(dataclasses.FrozenInstanceError):
             verdict.row = 9  # type: ignore[misc]
-    assert [f.name for f in dataclasses.fields(Accepted)] == ["row", "request", "has_key", "key"]
+    assert [f.name for f in dataclasses.fields(Accepted)] == ["row", "request", "has_key", "key", "keys"]
     assert [f.name for f in dataclasses.fields(Rejected)] == [
         "row", "reason", "message", "request", "line", "has_key", "key"]
 
