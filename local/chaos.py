@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from local._table import text_table
 from local.accounting import check, check_jobs, expected_rows
 from local.cloud import REPO_ROOT, LocalCloud, storage_client, vertex_jobs
 
@@ -136,11 +137,7 @@ def _summarise(args, cloud, env, outbound, files, expected, reports, chaos, firs
         rows = report["rows"]
         table.append((f"{rel}.jsonl", str(rows["total"]), str(rows["succeeded"]), str(rows["failed"]),
                       str(len(report["jobs"])), str(len(jobs)), "ok" if not found else "WRONG"))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for n, row in enumerate(table):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table(table))
 
     events = _events(cloud)
     finished = [_wall(r["finished"]) for r in reports.values()]

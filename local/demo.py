@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from local._table import text_table
 from local.accounting import check, expected_rows
 from local.cloud import REPO_ROOT, LocalCloud, storage_client
 
@@ -34,15 +35,6 @@ def sample_files(root: Path) -> dict[str, Path]:
 def _reasons(report: dict) -> str:
     reasons = report.get("rows", {}).get("failedByReason") or {}
     return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {1, 2, 4, 5}  # numbers
-    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def run(args) -> int:
@@ -113,7 +105,7 @@ def run(args) -> int:
                           f"{seconds:.1f}" if isinstance(seconds, int | float) else "?"])
             uris.append(f"  {report.get('results')}  {report.get('errors')}  "
                         f"gs://{env['OUTPUT_BUCKET']}/reports/{rel}.json")
-        print(_table(table))
+        print(text_table(table, left=(0, 3)))
         print("outputs (results, errors, report):")
         print("\n".join(uris))
         print(f"total: {max(done.values()) - first_drop:.1f}s from the first drop to the last report")

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from local._table import text_table
 from local.cloud import LocalCloud
 from local.load import Outcome, burst, make_file
 
@@ -80,13 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         problems += [f"{name}: {p}" for p in out.problems]
         if name != "burst-limit-off" and peak > 10:
             problems.append(f"{name}: {busiest} was written {peak} times within 10 s (more than 1 write/s)")
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print()
-    for n, row in enumerate(table):
-        print("  ".join(cell.ljust(w) if i in (0, 4) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table(table, left=(0, 4)))
     ratio = results["burst"].seconds / max(results["burst-limit-off"].seconds, 1e-9)
     print(f"\nburst with the write limit on / off: {ratio:.2f}x (target <= 1.5x)")
     if ratio > 1.5:

@@ -49,17 +49,10 @@ def read_slots(p: Pipeline) -> dict[str, Any]:
     return rules.upgrade(found.value if found else None)
 
 
-def queue_page(p: Pipeline, limit: int = _QUEUE_PAGE, *, prefix: str = "") -> list[Queued]:
-    """The oldest waiting parts (under `prefix` of the queue, when given), FIFO order."""
-    entries = []
-    for listed in p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX + prefix, limit=limit):
-        entry = Queued.from_index(listed.name, listed.metadata)
-        if entry is None:  # written without its index: read it
-            found = p.store.read_json(p.work_bucket, listed.name)
-            entry = Queued.from_json(listed.name, found.value) if found is not None else None  # None: reserved
-        if entry is not None:
-            entries.append(entry)
-    return entries
+def queue_page(p: Pipeline, limit: int = _QUEUE_PAGE) -> list[Queued]:
+    """The oldest waiting parts, FIFO order (their fields from the listing's metadata; older ones read)."""
+    page = p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX, limit=limit)
+    return [e for e in (Queued.from_index(x.name, x.metadata) or _read_entry(p, x.name) for x in page) if e]
 
 
 def waiting(p: Pipeline, slots: dict[str, Any], want: int, *, pages: int = 10) -> list[Queued]:
@@ -71,8 +64,7 @@ def waiting(p: Pipeline, slots: dict[str, Any], want: int, *, pages: int = 10) -
     after, now = "", p.clock()
     for _ in range(pages):
         page = p.store.list_page(p.work_bucket, layout.QUEUE_PREFIX, start_after=after, limit=_QUEUE_PAGE)
-        entries = [e for e in (Queued.from_index(x.name, x.metadata) or _read_entry(p, x.name) for x in page) if e]
-        found += entries
+        found += [e for e in (Queued.from_index(x.name, x.metadata) or _read_entry(p, x.name) for x in page) if e]
         if len(page) < _QUEUE_PAGE or sum(rules.may_start(slots, e, now) for e in found) >= want:
             break
         after = page[-1].name
@@ -80,6 +72,7 @@ def waiting(p: Pipeline, slots: dict[str, Any], want: int, *, pages: int = 10) -
 
 
 def _read_entry(p: Pipeline, name: str) -> Queued | None:
+    """A queue entry written without its index (None: reserved meanwhile)."""
     found = p.store.read_json(p.work_bucket, name)
     return Queued.from_json(name, found.value) if found is not None else None
 
@@ -92,15 +85,15 @@ def read(p: Pipeline) -> dict[str, Any]:
 
 
 def enqueue(p: Pipeline, record: dict[str, Any], parts: Iterable[str], *, verify: bool = False) -> None:
-    """Queue parts of a run. Create-if-absent: a replayed event adds nothing. `verify`: the part may have a
-    job already (a repair re-queues it), so its creator looks it up by label first."""
+    """Queue parts of a run. Create-if-absent: a replayed event adds nothing. `parts` are parts still queued
+    in the record as the pipeline knows it (`runstate.with_jobs`: a part with a job is not waiting). `verify`:
+    the part may have a job already (a repair re-queues it), so its creator looks it up by label first."""
     parts = list(parts)
     active = read_slots(p)["active"] if parts else {}
-    started = job_markers(p, record["run"]) if parts else {}
     for part in parts:
         qid = layout.queue_id(record["run"], part)
-        if qid in active or part in started:
-            continue  # reserved, or its job exists already (the run record learns it when it is collected)
+        if qid in active:
+            continue  # reserved: its job is being created
         name = layout.queue_entry_name(record["parts"][part].get("since") or 0.0, qid)
         value = Queued(name=name, qid=qid, model=record["model"], verify=verify,
                        input=record["input"]["uri"]).to_json()
