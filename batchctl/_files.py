@@ -59,7 +59,7 @@ def local_config(environ: Mapping[str, str], *, max_rows: int | None = None, max
     buckets, no project needed."""
     env = {"GOOGLE_CLOUD_PROJECT": "local", **{k: v for k, v in environ.items()
                                                if k in ("MAX_ROWS_PER_JOB", "MAX_BYTES_PER_JOB", "MAX_ATTEMPTS",
-                                                        "MODEL")},
+                                                        "MODEL", "COLLECT_WORKERS")},
            "INPUT_BUCKET": LOCAL_INPUT, "OUTPUT_BUCKET": LOCAL_OUTPUT}
     for name, value in (("MAX_ROWS_PER_JOB", max_rows), ("MAX_BYTES_PER_JOB", max_bytes),
                         ("MAX_ATTEMPTS", max_attempts)):
@@ -160,6 +160,42 @@ def _combined(paths: Iterable[Path], out: Path) -> tuple[int, int]:
             rows += got[0]
             size += got[1]
     return rows, size
+
+
+def _linked_or_combined(paths: tuple[Path, ...], out: Path) -> tuple[int, int]:
+    """`_combined`, without copying one file that needs no change (every line ends in a newline and none is
+    blank): it is linked into place. A staged part is often most of the bytes postprocess reads; collect reads
+    it from where `validate` wrote it, as the function reads it where submit staged it."""
+    if len(paths) == 1 and (counted := _clean_lines(paths[0])) is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+        try:
+            os.symlink(paths[0].resolve(), out)
+            return counted
+        except OSError:
+            pass
+    return _combined(paths, out)
+
+
+def _clean_lines(path: Path) -> tuple[int, int] | None:
+    """(lines, bytes) of a file `_copy_lines` would copy unchanged; None when it would change it (a blank line,
+    no newline at the end, a line too long to read)."""
+    rows = size = since = 0  # since: bytes after the last newline
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_SIZE):
+            # A blank line starts with whitespace right after a newline (or the file's start): _copy_lines' test.
+            if (since == 0 and chunk[:1] in b"\n \t\r\x0b\x0c") or _BLANK_START.search(chunk):
+                return None
+            first = chunk.find(b"\n")
+            if first < 0:
+                since += len(chunk)
+            else:
+                if since + first > MAX_LINE_BYTES:
+                    return None
+                since = len(chunk) - chunk.rfind(b"\n") - 1
+                rows += chunk.count(b"\n")
+            size += len(chunk)
+    return (rows, size) if since == 0 and size else None
 
 
 # A line that is blank (only the whitespace bytes.strip removes) starts right after a newline with one of these.
@@ -282,7 +318,8 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
     for stale in (out_dir / "staging" / run, out_dir / "vertex" / run):
         shutil.rmtree(stale, ignore_errors=True)
     staged_path = out_dir / layout.staged_name(run, PART)
-    rows, size = _combined(staged, staged_path) if staged else _staged_from_predictions(predictions, staged_path)
+    rows, size = _linked_or_combined(staged, staged_path) if staged \
+        else _staged_from_predictions(predictions, staged_path)
     invalid, by_status = _validation(validation_errors, out_dir / layout.validation_errors_name(run))
     output = out_dir / layout.vertex_output_prefix(run, PART)
     output.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared import cancellation, joining, layout, log, lost_input, prediction_lines, runstate
+from shared import cancellation, harvest, joining, layout, log, lost_input, prediction_lines, runstate
 from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
@@ -26,7 +26,7 @@ from shared.progress import resume
 from shared.storage import change_json
 from shared.storage.base import ObjectMissing
 
-_WRITE_BATCH = 1 << 20  # bytes of result lines handed to the writer at once
+_PAGE = 1000  # names per listing call
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,60 +139,32 @@ def _job_id(msg: JobFinished) -> str | None:
 
 def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
              failures: dict[int, joining.Failure], tally: _Tally) -> set[int]:
-    """Pass 1: every *.jsonl under the job's output prefix. Returns the rows that came back."""
-    seen: set[int] = set()
+    """Pass 1: every *.jsonl under the job's output prefix, in pieces (`shared/harvest.py`), side by side in
+    worker processes when the output is large. Returns the rows that came back."""
     prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
-    # Result lines are handed to the writer in batches and the token sums kept in locals (one Counter update
-    # at the end): per row, a write call took ~5 us and a Counter update ~2 us, building the line ~3 us
-    # (cProfile of `batchctl postprocess` on the `python -m bench --mb 100` predictions).
-    pending: list[bytes] = []
-    pending_bytes = 0
-    prompt_sum = cand_sum = total_sum = 0
-    decode, classify, key_of = prediction_lines.decode_prediction, joining.classify, joining.key_of
-    result_line, usage_tokens, success = joining.result_line, joining.usage_tokens, joining.Success
-    for name in p.store.list_names(p.work_bucket, prefix):
-        if not name.endswith(".jsonl"):
-            continue
-        with p.store.open_read(p.work_bucket, name) as stream:
-            for raw in iter_lines(stream):
-                if not raw.strip():
-                    continue
-                try:
-                    record = decode(raw)  # the request is skipped, not built
-                    outcome = classify(record)
-                except (prediction_lines.Undecodable, joining.JoinError, AttributeError) as exc:
-                    log.warning("rows.unjoinable", f"{name}: a prediction line cannot be joined: {exc}",
-                                run=msg.run, job=_job_id(msg))
-                    continue
-                row = outcome.row
-                if row in seen:
-                    # Exported twice (shards of a long job): count it once, and let a success win over
-                    # a failure so the row is not sent (and billed) again.
-                    if not (type(outcome) is success and row in failures):
-                        continue
-                    del failures[row]
-                seen.add(row)
-                if type(outcome) is success:
-                    has_key, key = key_of(record)
-                    line = result_line(row, has_key, key, outcome.response, attempt)
-                    pending.append(line)
-                    pending_bytes += len(line)
-                    if pending_bytes >= _WRITE_BATCH:
-                        results.write(b"".join(pending))
-                        pending.clear()
-                        pending_bytes = 0
-                    tally.succeeded += 1
-                    prompt, cand, total = usage_tokens(outcome.response)
-                    prompt_sum += prompt
-                    cand_sum += cand
-                    total_sum += total
-                else:
-                    failures[row] = outcome
-    if pending:
-        results.write(b"".join(pending))
-    if tally.succeeded:
-        tally.tokens.update(prompt=prompt_sum, candidates=cand_sum, total=total_sum)
-    return seen
+    todo = harvest.spans(_outputs(p, prefix))
+    merged = harvest.Harvest(results.write, failures=failures)
+    workers = p.config.collect_workers or harvest.available_cpus()
+    for piece in harvest.pieces(p.store, p.work_bucket, todo, attempt, workers):
+        for message in merged.add(piece):
+            log.warning("rows.unjoinable", message, run=msg.run, job=_job_id(msg))
+    tally.succeeded += merged.succeeded
+    if merged.succeeded:
+        prompt, cand, total = merged.tokens
+        tally.tokens.update(prompt=prompt, candidates=cand, total=total)
+    return merged.seen
+
+
+def _outputs(p: Pipeline, prefix: str) -> list[tuple[str, int]]:
+    """(name, size) of the job's predictions files, in name order."""
+    found: list[tuple[str, int]] = []
+    after = ""
+    while True:
+        page = p.store.list_page(p.work_bucket, prefix, start_after=after, limit=_PAGE)
+        found += [(item.name, item.size) for item in page if item.name.endswith(".jsonl")]
+        if len(page) < _PAGE:
+            return found
+        after = page[-1].name
 
 
 def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack,

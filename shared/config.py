@@ -54,6 +54,8 @@ class Config:
     dead_letter_subscriptions: tuple[str, ...] = ()
     # Unfinished runs the reconciliation visits per tick (it resumes where it stopped on the next tick).
     reconcile_batch: int = 500
+    # Processes that turn a large job output into result lines side by side; 0: one per CPU the instance has.
+    collect_workers: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -87,6 +89,7 @@ class Config:
                                                     _default("permission_grace_seconds"), 0, 10**6),
             dead_letter_subscriptions=reader.names("DEAD_LETTER_SUBSCRIPTIONS"),
             reconcile_batch=reader.integer("RECONCILE_BATCH", _default("reconcile_batch"), 1, 100_000),
+            collect_workers=reader.integer("COLLECT_WORKERS", _default("collect_workers"), 0, 64),
         )
         if cfg.input_bucket == cfg.output_bucket and cfg.input_prefix in ("", "/"):
             raise ConfigError("INPUT_PREFIX must not be empty when INPUT_BUCKET is also OUTPUT_BUCKET")

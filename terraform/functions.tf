@@ -6,8 +6,9 @@
 #   the distinct key paths), 8 MB read and write chunks and lines of up to 64 MB, so it gets the most one vCPU
 #   can have, 4 GiB. Ten instances take a burst of uploads; the rest wait in Pub/Sub.
 # - collect streams a finished job's output (gigabytes for 200,000 long responses) and the staged input in two
-#   passes, keeping only row numbers and the failures' details: 1 vCPU, 2 GiB. Ten instances: more than the
-#   default MAX_ACTIVE_JOBS, so every job that ends at once is collected at once.
+#   passes, keeping only row numbers and the failures' details. It turns a large output into result lines in
+#   one worker process per vCPU (COLLECT_WORKERS), so 2 vCPU halve its time; 2 GiB holds the workers' pieces.
+#   Ten instances: more than the default MAX_ACTIVE_JOBS, so every job that ends at once is collected at once.
 # - poll makes one list call per page of active jobs and starts queued work: small, 512 MiB. Ticks overlap only
 #   when Vertex AI is slow; three instances absorb that.
 # - reconcile walks the unfinished runs from stored state, a bounded amount per tick: 1 GiB, and one instance,
@@ -18,7 +19,7 @@ locals {
   function_sizes = {
     submit    = { cpu = "1", memory = "4Gi", max_instances = 10 }
     poll      = { cpu = "1", memory = "512Mi", max_instances = 3 }
-    collect   = { cpu = "1", memory = "2Gi", max_instances = 10 }
+    collect   = { cpu = "2", memory = "2Gi", max_instances = 10 }
     reconcile = { cpu = "1", memory = "1Gi", max_instances = 1 }
   }
 }

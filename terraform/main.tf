@@ -55,6 +55,7 @@ locals {
     MAX_CREATES_PER_MINUTE    = tostring(var.max_creates_per_minute)
     PERMISSION_GRACE_SECONDS  = tostring(var.permission_grace_seconds)
     RECONCILE_BATCH           = tostring(var.reconcile_batch)
+    COLLECT_WORKERS           = tostring(var.collect_workers)
     DEAD_LETTER_SUBSCRIPTIONS = join(",", [for k in sort(keys(local.consumers)) : google_pubsub_subscription.dead_letter[k].id])
   }
   environment = merge(local.settings, var.stuck_create_seconds == null ? {} : {

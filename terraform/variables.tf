@@ -228,6 +228,18 @@ variable "reconcile_batch" {
   }
 }
 
+variable "collect_workers" {
+  type        = number
+  description = "Worker processes collect uses side by side on a large job output (COLLECT_WORKERS); 0: one per vCPU of the collect function."
+  nullable    = false
+  default     = 0
+
+  validation {
+    condition     = floor(var.collect_workers) == var.collect_workers && var.collect_workers >= 0 && var.collect_workers <= 64
+    error_message = "collect_workers must be a whole number between 0 and 64."
+  }
+}
+
 variable "function_timeout_seconds" {
   type        = number
   description = "Timeout of every function (FUNCTION_TIMEOUT_SECONDS: the pipeline derives its leases from it)."

@@ -45,8 +45,14 @@ class ObjectStore(Protocol):
     def read_bytes(self, bucket: str, name: str) -> bytes | None:
         """A whole small object, or None when absent."""
 
-    def open_read(self, bucket: str, name: str, generation: int | None = None) -> AbstractContextManager[IO[bytes]]:
-        """Stream an object (never loaded whole); pinned to `generation` when given. Raises ObjectMissing."""
+    def open_read(self, bucket: str, name: str, generation: int | None = None, *,
+                  start: int = 0) -> AbstractContextManager[IO[bytes]]:
+        """Stream an object from byte `start` (never loaded whole); pinned to `generation` when given. Raises
+        ObjectMissing."""
+
+    def opener(self) -> Callable[[], ObjectStore] | None:
+        """A picklable callable that opens this same storage in another process (a worker), or None when
+        the storage lives only in this one."""
 
     def open_write(self, bucket: str, name: str,
                    content_type: str = "application/x-ndjson") -> AbstractContextManager[IO[bytes]]:

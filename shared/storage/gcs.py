@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -84,7 +85,8 @@ class GcsStore:
                 return None
 
     @contextmanager
-    def open_read(self, bucket: str, name: str, generation: int | None = None) -> Iterator[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None, *,
+                  start: int = 0) -> Iterator[IO[bytes]]:
         blob = self._blob(bucket, name, generation)
         with _translate():
             try:
@@ -95,12 +97,19 @@ class GcsStore:
                     # decompress here, still streaming.
                     reader = gzip.GzipFile(fileobj=blob.open("rb", chunk_size=_CHUNK, raw_download=True),
                                            mode="rb")
+                    if start:
+                        reader.seek(start)  # offsets count decompressed bytes: read up to it
                 else:
                     reader = blob.open("rb", chunk_size=_CHUNK)
+                    if start:
+                        reader.seek(start)  # the next read asks for the range from here
             except gexc.NotFound:
                 raise ObjectMissing(f"gs://{bucket}/{name}") from None
         with reader:
             yield reader
+
+    def opener(self) -> Callable[[], GcsStore]:
+        return functools.partial(_store_for, self._client.project, self._client.api_endpoint)
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:
@@ -161,3 +170,10 @@ class GcsStore:
     def delete(self, bucket: str, name: str) -> None:
         with _translate(), contextlib.suppress(gexc.NotFound):
             self._blob(bucket, name).delete()
+
+
+def _store_for(project: str | None, endpoint: str | None) -> GcsStore:
+    """A GcsStore in a worker process: a client of its own to the same service (clients do not cross
+    processes)."""
+    local = endpoint if endpoint and "googleapis.com" not in endpoint else None
+    return GcsStore(make_client(project, endpoint=local))

@@ -12,12 +12,13 @@ processes). Custom metadata is not kept (`object_info` and listings show none).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -108,7 +109,8 @@ class LocalFsStore:
             return None
 
     @contextmanager
-    def open_read(self, bucket: str, name: str, generation: int | None = None) -> Iterator[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None, *,
+                  start: int = 0) -> Iterator[IO[bytes]]:
         path = self._path(bucket, name)
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below
@@ -117,7 +119,12 @@ class LocalFsStore:
         with f:
             if generation is not None and os.fstat(f.fileno()).st_mtime_ns != generation:
                 raise ObjectMissing(f"{path} (generation {generation})")
+            if start:
+                f.seek(start)
             yield f
+
+    def opener(self) -> Callable[[], LocalFsStore]:
+        return functools.partial(type(self), self._root, self._buckets)
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:
@@ -174,7 +181,7 @@ class LocalFsStore:
             for name in sources:
                 try:
                     with open(self._path(bucket, name), "rb") as f:
-                        shutil.copyfileobj(f, out, _CHUNK)
+                        _append(f, out)
                 except FileNotFoundError:
                     raise ObjectMissing(f"{self._path(bucket, name)}") from None
         return outcome[0]
@@ -183,3 +190,14 @@ class LocalFsStore:
         path = self._path(bucket, name)
         with self._lock, contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
             path.unlink()
+
+
+def _append(source: IO[bytes], out: IO[bytes]) -> None:
+    """Copy a whole file onto the end of `out` inside the kernel where it can (Cloud Storage composes on its
+    side, without the function reading a byte; a user-space copy made the local compose a tenth of collect)."""
+    out.flush()
+    try:
+        while os.copy_file_range(source.fileno(), out.fileno(), _CHUNK * 16):
+            pass
+    except OSError:  # a file system without it: copy through user space, from where the kernel stopped
+        shutil.copyfileobj(source, out, _CHUNK)

@@ -55,11 +55,17 @@ class MemoryStore:
         return found[0] if found else None
 
     @contextmanager
-    def open_read(self, bucket: str, name: str, generation: int | None = None) -> Iterator[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None, *,
+                  start: int = 0) -> Iterator[IO[bytes]]:
         found = self._objects.get((bucket, name))
         if not found or (generation is not None and found[1] != generation):
             raise ObjectMissing(f"gs://{bucket}/{name}")
-        yield io.BytesIO(found[0])
+        stream = io.BytesIO(found[0])
+        stream.seek(start)
+        yield stream
+
+    def opener(self) -> None:
+        return None  # its objects live in this process only
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:

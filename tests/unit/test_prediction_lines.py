@@ -17,7 +17,7 @@ from batchctl import _files as files_module
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._files import postprocess, validate
-from shared import collect, joining, lines, prediction_lines, raw_request, staging, validation
+from shared import harvest, joining, lines, prediction_lines, raw_request, staging, validation
 
 OK = '{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}'
 PREDICTIONS = [
@@ -255,7 +255,10 @@ staged_line_raw = joining.staged_line_raw
 
 def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(collect, "_WRITE_BATCH", 1)  # a write per line, and batches: both paths run
+    # Collect's pass 1 in pieces of a few lines, by two worker processes; the old code in one pass, here.
+    monkeypatch.setattr(harvest, "PIECE_BYTES", 900)
+    monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(harvest, "available_cpus", lambda: 2)
     monkeypatch.setattr(staging, "_WRITE_BATCH", 300)
     spliced = []
     monkeypatch.setattr(joining, "staged_line_raw", lambda *args: spliced.append(args[0]) or staged_line_raw(*args))
@@ -267,6 +270,7 @@ def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(t
     monkeypatch.setattr(raw_request, "request_bytes", lambda *args: None)
     monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
     monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
+    monkeypatch.setattr(harvest, "PIECE_BYTES", 1 << 30)
     old = _round_trip(tmp_path, "old")
     assert new == old
     assert new["results"].count(b"\n") >= 30 and new["errors"].count(b"\n") >= 10 and "part9" in new

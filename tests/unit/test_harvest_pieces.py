@@ -1,0 +1,114 @@
+"""Collect's pass 1 in pieces: any cut of the predictions into spans, merged in order, gives exactly what one
+pass over every line gives (result bytes, rows seen, failures, counts, tokens, unjoinable lines)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import orjson
+import pytest
+
+from shared import harvest, joining
+from shared.lines import iter_lines
+from shared.storage.memory import MemoryStore
+
+OK = {"candidates": [{"content": {"parts": [{"text": "hi \u00e9"}]}, "finishReason": "STOP"}],
+      "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5}}
+FAILED = 'Too Many Requests: {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}'
+BAD = 'Bad Request: {"error": {"code": 400, "status": "INVALID_ARGUMENT"}}'
+
+
+def _line(rnd: random.Random, row: int) -> bytes:
+    kind = rnd.random()
+    if kind < 0.04:
+        return rnd.choice([b"not json", b"", b"   ", b'{"status":""}', b"[1]", b'{"gbp_row":"x1"}'])
+    text = "x" * rnd.randint(0, 300)
+    record = {"status": "", "gbp_row": f"r{row}", "request": {"contents": [{"parts": [{"text": text}]}]}}
+    if rnd.random() < 0.5:
+        record["gbp_key"] = "k" + orjson.dumps(rnd.choice(["a", 7, None, {"n": [1, 2.5]}])).decode()
+    if kind < 0.25:
+        record["status"] = rnd.choice([FAILED, BAD])
+    else:
+        record["response"] = OK | {"modelVersion": f"m{row % 3}"}
+    return orjson.dumps(record)
+
+
+def _predictions(seed: int, rows: int = 300) -> bytes:
+    """Rows in random order; about a third of them exported again (success or failure, before or after)."""
+    rnd = random.Random(seed)
+    order = [rnd.randint(1, rows) for _ in range(rows + rows // 3)]
+    ending = rnd.choice([b"\n", b"\r\n"])
+    body = ending.join(_line(rnd, row) for row in order)
+    return body + (ending if rnd.random() < 0.5 else b"")  # with and without a newline at the end
+
+
+def _merged(store: MemoryStore, cuts: list[harvest.Span]) -> tuple:
+    out: list[bytes] = []
+    merged = harvest.Harvest(out.append)
+    unjoinable = [m for piece in harvest.pieces(store, "b", cuts, 2, workers=1) for m in merged.add(piece)]
+    return b"".join(out), merged.seen, merged.failures, merged.succeeded, merged.tokens, unjoinable
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_any_cut_into_pieces_gives_what_one_pass_gives(seed):
+    body = _predictions(seed)
+    store = MemoryStore()
+    store.write_bytes("b", "vertex/p.jsonl", body)
+    whole = _merged(store, [harvest.Span("vertex/p.jsonl", 0, len(body))])
+    assert whole[3] > 0 and whole[2] and whole[5]  # the case has successes, failures and unjoinable lines
+    rnd = random.Random(seed)
+    for piece_bytes in (97, 331, rnd.randint(500, 5000), len(body) - 1):
+        cuts = harvest.spans([("vertex/p.jsonl", len(body))], piece_bytes)
+        assert _merged(store, cuts) == whole, piece_bytes
+
+
+def test_one_pass_keeps_the_first_success_and_lets_a_success_replace_a_failure():
+    ok = {"status": "", "response": OK}
+    lines = [orjson.dumps(r) for r in ({"gbp_row": "r1", "status": FAILED}, {"gbp_row": "r2"} | ok,
+                                       {"gbp_row": "r1"} | ok, {"gbp_row": "r2", "status": BAD},
+                                       {"gbp_row": "r3", "status": BAD}, {"gbp_row": "r3", "status": FAILED},
+                                       {"gbp_row": "r2"} | ok)]
+    piece = harvest.harvest_lines(lines, 1, "p")
+    assert list(piece.succeeded) == [2, 1] and piece.results.count(b"\n") == 2
+    assert list(piece.failures) == [3] and piece.failures[3].code == 400  # the first failure is kept
+    assert piece.tokens == (6, 4, 10)
+
+
+def test_result_lines_are_those_of_joining():
+    line = {"gbp_row": "r9", "gbp_key": 'k"a"', "status": "", "response": OK}
+    piece = harvest.harvest_lines([orjson.dumps(line)], 3, "p")
+    assert piece.results == joining.result_line(9, True, "a", OK, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_line_belongs_to_exactly_one_span(seed):
+    rnd = random.Random(seed)
+    body = b"\n".join(b"x" * rnd.choice([0, 1, 2, 50, 3000]) for _ in range(60)) + rnd.choice([b"", b"\n", b"\n\n"])
+    lines = list(iter_lines(io.BytesIO(body)))
+    for piece_bytes in (1, 2, 3, 64, 2999, 3001, len(body)):
+        got = []
+        for span in harvest.spans([("x", len(body))], piece_bytes):
+            stream = io.BytesIO(body)
+            stream.seek(max(span.start - 1, 0))
+            got += list(harvest.span_lines(stream, span))
+        assert got == lines, piece_bytes
+
+
+def test_an_empty_object_is_one_empty_span():
+    assert harvest.spans([("a", 0), ("b", 5)], 2) == [harvest.Span("a", 0, 0), harvest.Span("b", 0, 2),
+                                                       harvest.Span("b", 2, 4), harvest.Span("b", 4, 5)]
+    assert list(harvest.span_lines(io.BytesIO(b""), harvest.Span("a", 0, 0))) == []
+
+
+def test_without_a_store_another_process_can_open_or_enough_bytes_pieces_are_made_here(monkeypatch):
+    monkeypatch.setattr(harvest, "_team", lambda size: pytest.fail("no worker is needed"))
+    store = MemoryStore()
+    body = _predictions(1)
+    store.write_bytes("b", "p.jsonl", body)
+    cuts = harvest.spans([("p.jsonl", len(body))], 500)
+    assert len(list(harvest.pieces(store, "b", cuts, 1, workers=2))) == len(cuts)  # memory: no opener
+
+
+def test_available_cpus_is_at_least_one():
+    assert harvest.available_cpus() >= 1
