@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import inputs, predictions
+from bench import inputs, predictions, through_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -38,11 +38,13 @@ OURS = "ours"
 # (what, case, the figure it is compared with, the least throughput ratio asked for)
 TARGETS = (
     ("collect", "postprocess", "parse-only", 1.5), ("collect", "postprocess", "duckdb", 3.0),
-    ("collect", "postprocess", "jq", 10.0), ("validate", "validate", "parse-only", 1.0),
+    ("collect", "postprocess", "jq", 10.0), ("collect", "postprocess-1", "parse-only", 1.5),
+    ("validate", "validate", "parse-only", 1.0),
 )
 RSS_LIMIT_MB = 256
 LABELS = {
     "postprocess": "batchctl postprocess (results, errors, report)",
+    "postprocess-1": "batchctl postprocess, one core (COLLECT_WORKERS=1)",
     "validate": "batchctl validate (validated and staged)",
     "parse-only": "parse-only: orjson.loads per line",
     "duckdb": "DuckDB: read_ndjson, COPY split by status",
@@ -111,7 +113,7 @@ def prepare(work: Path, mb: float) -> dict[str, Path]:
 def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
     rows = []
     plan = [("collect", case, files["predictions"], ("--staged", str(files["staged"])))
-            for case in ("postprocess", "parse-only", "duckdb", "jq", "cat")]
+            for case in ("postprocess", "postprocess-1", "parse-only", "duckdb", "jq", "cat")]
     plan += [("validate", case, files["input"], ()) for case in ("validate", "parse-only")]
     for what, case, source, extra in plan:
         got = _measure(case, source, work / "case", repeat, *extra)
@@ -134,7 +136,7 @@ def ratios(rows: list[dict]) -> list[dict]:
         out.append({"path": what, "ours": ours, "baseline": base, "x": x, "target": target,
                     "met": None if x is None else x >= target})
     for r in rows:
-        if r["case"] in ("postprocess", "validate") and r["peak_rss_mb"] is not None:
+        if r["case"] in ("postprocess", "postprocess-1", "validate") and r["peak_rss_mb"] is not None:
             out.append({"path": r["path"], "ours": r["case"], "baseline": "peak RSS MB", "x": r["peak_rss_mb"],
                         "target": RSS_LIMIT_MB, "met": r["peak_rss_mb"] <= RSS_LIMIT_MB})
     return out
@@ -155,6 +157,16 @@ def render(rows: list[dict], checks: list[dict]) -> str:
             measured, target = ("-" if c["x"] is None else f"{c['x']}x"), f">= {c['target']}x"
         met = "-" if c["met"] is None else ("yes" if c["met"] else "no")
         lines.append(f"| {name} | {measured} | {target} | {met} |")
+    return "\n".join(lines)
+
+
+def render_storage(rows: list[dict], checks: list[dict]) -> str:
+    lines = ["Through the local Cloud Storage (fake-gcs-server behind the limits proxy, streamed):", "",
+             "| path | case | MB | s | MB/s |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r['path']} | {r['case']} | {r['mb']} | {r['seconds']} | {r['mb_per_s']} |" for r in rows]
+    lines += ["", "| check | measured | target | met |", "|---|---:|---:|---|"]
+    lines += [f"| {c['path']}: {c['ours']} vs {c['baseline']} | {c['x']}x | >= {c['target']}x | "
+              f"{'yes' if c['met'] else 'no'} |" for c in checks]
     return "\n".join(lines)
 
 
@@ -191,12 +203,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--e2e-rows", type=int, default=0,
                         help="also time this many rows from upload to report on the local cloud (0: skip)")
     parser.add_argument("--no-e2e", action="store_true", help="(same as --e2e-rows 0)")
+    parser.add_argument("--no-storage", action="store_true",
+                        help="skip collect and validate through the local Cloud Storage")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gbp-bench-") as tmp:
         work = Path(tmp)
         files = prepare(work, args.mb)
         rows = run_cases(files, work, args.repeat)
+        storage = None if args.no_storage else through_storage.run(files["predictions"], files["staged"],
+                                                                   files["input"], args.repeat)
     checks = ratios(rows)
     e2e = None
     if args.e2e_rows and not args.no_e2e:
@@ -204,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         e2e = {"rows": report["rows"]["total"], "mb": round(size / 1e6, 1), "seconds": round(seconds, 2),
                "jobs": len(report["jobs"])}
     table = render(rows, checks)
+    if storage:
+        table += "\n\n" + render_storage(storage, through_storage.ratios(storage))
     print(table)
     if e2e:
         print(f"\nend to end on the local cloud: {e2e['rows']} rows ({e2e['mb']} MB, {e2e['jobs']} jobs) from "
@@ -211,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m bench" + (f" --mb {args.mb:g}" if args.mb != 200 else "")
     doc = {"command": command, "commit": _commit(), "machine": _machine(),
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mb": args.mb, "repeat": args.repeat,
-           "results": rows, "checks": checks, "endToEnd": e2e}
+           "results": rows, "checks": checks, "endToEnd": e2e,
+           "throughStorage": storage and {"results": storage, "checks": through_storage.ratios(storage)}}
     args.results.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwritten {args.results}")
 

@@ -18,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ def parse_only(source: Path, work: Path, args: argparse.Namespace) -> str | None
     return None
 
 
-def postprocess(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+def postprocess(source: Path, work: Path, args: argparse.Namespace, environ: dict | None = None) -> str | None:
     from batchctl._context import Ops
     from batchctl._files import postprocess as command
 
@@ -46,9 +47,13 @@ def postprocess(source: Path, work: Path, args: argparse.Namespace) -> str | Non
     if args.staged:
         argv += ["--staged", str(args.staged)]
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        command.main(argv, obj=Ops({}), standalone_mode=False)
+        command.main(argv, obj=Ops(environ or {}), standalone_mode=False)
     counts = json.loads(out.getvalue())["report"]["rows"]
     return f"{counts['succeeded']} succeeded, {counts['failed']} failed"
+
+
+def postprocess_one_core(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    return postprocess(source, work, args, {"COLLECT_WORKERS": "1"})
 
 
 def validate(source: Path, work: Path, args: argparse.Namespace) -> str | None:
@@ -91,7 +96,8 @@ def cat(source: Path, work: Path, args: argparse.Namespace) -> str | None:
 
 
 CASES: dict[str, Callable[[Path, Path, argparse.Namespace], str | None]] = {
-    "parse-only": parse_only, "postprocess": postprocess, "validate": validate, "duckdb": duckdb_split,
+    "parse-only": parse_only, "postprocess": postprocess, "postprocess-1": postprocess_one_core,
+    "validate": validate, "duckdb": duckdb_split,
     "jq": jq_select, "cat": cat,
 }
 
@@ -104,6 +110,50 @@ def _own_peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class _TreePeak:
+    """The largest sum of resident memory of this process and its descendants (collect's workers), sampled
+    every 20 ms: VmHWM counts one process only."""
+
+    def __init__(self) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_kb = max(self.peak_kb, _tree_rss_kb(os.getpid()))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb
+
+
+def _tree_rss_kb(root: int) -> int:
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        pid = int(entry)
+        parents[pid] = int(fields.get("PPid", "0"))
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total = 0
+    for pid, value in rss.items():
+        at = pid
+        while at and at != root:
+            at = parents.get(at, 0)
+        if at == root:
+            total += value
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=sorted(CASES))
@@ -112,12 +162,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--staged", type=Path)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    tree = _TreePeak() if args.case not in ("jq", "cat") else None
     start = time.perf_counter()
     note = CASES[args.case](args.source, args.work, args)
     seconds = time.perf_counter() - start
+    tree_kb = tree.stop() if tree else 0
     # This process's high-water mark from /proc: getrusage's would keep the parent's across exec. A tool's comes
     # from getrusage (kilobytes on Linux), which counts it from the fork of this small process: an upper bound.
-    peak = _own_peak_kb() if args.case not in ("jq", "cat") else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # With worker processes, the sampled peak of the whole tree counts when it is the larger.
+    peak = max(_own_peak_kb(), tree_kb) if tree else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     json.dump({"seconds": seconds, "peak_rss_mb": round(peak / 1024, 1), "note": note}, sys.stdout)
     print()
 

@@ -63,6 +63,10 @@ class Api:
         self.stopping = threading.Event()
         self._rng = random.Random(seed ^ 0x5EED)
         self._rng_lock = threading.Lock()
+        # REST calls received, by kind (create, get, list, ...), faulted ones included: a client's cost in
+        # calls (one list per page, not one get per job) is then checked without a proxy in between.
+        self._calls: dict[str, int] = {}
+        self._calls_lock = threading.Lock()
 
     def roll(self, fraction: float) -> bool:
         if fraction <= 0:
@@ -72,6 +76,17 @@ class Api:
 
     def fault_applies(self, call: str) -> bool:
         return call in self.switches.get("http_fault_calls")
+
+    def count(self, call: str) -> None:
+        with self._calls_lock:
+            self._calls[call] = self._calls.get(call, 0) + 1
+
+    def calls(self, *, reset: bool = False) -> dict[str, int]:
+        with self._calls_lock:
+            counts = dict(self._calls)
+            if reset:
+                self._calls.clear()
+        return counts
 
 
 def _job_name(name: str) -> str:
@@ -242,9 +257,10 @@ class Handler(BaseHTTPRequestHandler):
                 counts[job.state] = counts.get(job.state, 0) + 1
             store = self.api.store
             return 200, {"jobs": sum(counts.values()), "states": counts, "active": store.active,
-                         "peakActive": store.peak_active}
+                         "peakActive": store.peak_active, "calls": self.api.calls()}
         if path == "/stats/reset" and method == "POST":
             self.api.store.reset_peak()
+            self.api.calls(reset=True)
             return 200, {"peakActive": self.api.store.peak_active}
         raise ApiError("NOT_FOUND", f"No admin endpoint {method} {ADMIN}{path}.")
 
@@ -265,6 +281,7 @@ class Handler(BaseHTTPRequestHandler):
     def rest(self, method: str, path: str, query: dict):
         call, target = self.route(method, path)
         api, switches = self.api, self.api.switches
+        api.count(call)
         faulty = api.fault_applies(call)
         if faulty and (switches.take("http_error_next") or api.roll(switches.get("http_error_fraction"))):
             raise fault_error(switches.get("http_error_code"))

@@ -15,6 +15,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from shared.errors import TransientError
+from shared.storage._overlap import ReadAhead, WriteBehind
 from shared.storage.base import Listed, ObjectMissing, Versioned, dumps, index_of
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
@@ -95,17 +96,19 @@ class GcsStore:
                     # Uploaded compressed (`gcloud storage cp -Z`): Cloud Storage would decompress on the fly
                     # and ignore the ranges the reader asks for. Read the stored bytes by range, and
                     # decompress here, still streaming.
-                    reader = gzip.GzipFile(fileobj=blob.open("rb", chunk_size=_CHUNK, raw_download=True),
-                                           mode="rb")
+                    raw = blob.open("rb", chunk_size=_CHUNK, raw_download=True)
+                    ahead = ReadAhead(raw, _CHUNK)
+                    reader = gzip.GzipFile(fileobj=ahead, mode="rb")
                     if start:
                         reader.seek(start)  # offsets count decompressed bytes: read up to it
                 else:
-                    reader = blob.open("rb", chunk_size=_CHUNK)
+                    raw = blob.open("rb", chunk_size=_CHUNK)
                     if start:
-                        reader.seek(start)  # the next read asks for the range from here
+                        raw.seek(start)  # the next read asks for the range from here
+                    ahead = reader = ReadAhead(raw, _CHUNK)
             except gexc.NotFound:
                 raise ObjectMissing(f"gs://{bucket}/{name}") from None
-        with reader:
+        with raw, ahead:
             yield reader
 
     def opener(self) -> Callable[[], GcsStore]:
@@ -115,7 +118,13 @@ class GcsStore:
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:
         blob = self._blob(bucket, name)
         with _translate(), blob.open("wb", chunk_size=_CHUNK, content_type=content_type) as writer:
-            yield writer
+            behind = WriteBehind(writer, _CHUNK)
+            try:
+                yield behind  # type: ignore[misc]
+            except BaseException:
+                behind.abandon()  # the upload is then dropped, unfinished: no object is written
+                raise
+            behind.finish()
 
     def list_names(self, bucket: str, prefix: str) -> Iterator[str]:
         with _translate():

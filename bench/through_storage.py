@@ -1,0 +1,164 @@
+"""Collect and validate reading from and writing to the local Cloud Storage, against that storage's own raw
+download rate measured in the same run on the same objects.
+
+The storage is the one the local cloud runs: fake-gcs-server behind the limits proxy in a process of its own
+(`python -m local.gcs_limits`, with its write limits on). Every path streams through `GcsStore` (no whole-file
+download or buffer):
+
+* raw download: `GcsStore.open_read` of the object, every chunk read and dropped;
+* collect: `collect.handle_job_finished` of one part whose job output is the predictions object, through to
+  the run's results, errors and report (the compose runs in the storage, as in the cloud);
+* validate: `staging.stage` of the input object, staged parts written back.
+
+    python -m bench.through_storage --predictions P --staged S --input I [--repeat 2]
+
+`python -m bench` makes the three files and runs this with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BUCKET = "bench"
+
+
+def _proxy(backend: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "local.gcs_limits", "--backend", backend],
+                               stdout=subprocess.PIPE, text=True)
+    return process, process.stdout.readline().strip()
+
+
+def _upload(store, name: str, path: Path, bucket: str = BUCKET) -> None:
+    with store.open_write(bucket, name) as out, open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            out.write(chunk)
+
+
+def _raw(store, name: str) -> float:
+    """Seconds to stream the whole object through the store, bytes dropped."""
+    start = time.perf_counter()
+    with store.open_read(BUCKET, name) as stream:
+        while stream.read(8 << 20):
+            pass
+    return time.perf_counter() - start
+
+
+def _pipeline(store, env: dict[str, str], bucket: str = BUCKET):
+    from batchctl._files import _NoVertex
+    from shared.config import Config
+    from shared.pipeline import Pipeline
+    from shared.publisher import MemoryPublisher
+
+    config = Config.from_env({"GOOGLE_CLOUD_PROJECT": "bench", "INPUT_BUCKET": bucket, "OUTPUT_BUCKET": bucket,
+                              "MAX_ATTEMPTS": "1", **env})
+    return Pipeline(config, store, _NoVertex(), MemoryPublisher())
+
+
+def _collect(client, store, run: str, staged: Path, predictions: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Seconds to collect one part (its staged input and predictions already in the storage), in a bucket of
+    its own: runs one after the other in one bucket would meet the per-object write limit on the pipeline's
+    shared state objects, and measure its back-off instead of collect."""
+    from batchctl._files import PART
+    from shared import collect, layout, runstate
+    from shared.collect import JobFinished
+
+    bucket = f"{BUCKET}-{run}"
+    client.create_bucket(bucket)
+    p = _pipeline(store, env, bucket)
+    rows = staged.read_bytes().count(b"\n")
+    _upload(store, layout.staged_name(run, PART), staged, bucket)
+    store.write_bytes(bucket, layout.validation_errors_name(run), b"")  # submit writes one, empty or not
+    _upload(store, layout.vertex_output_prefix(run, PART) + "/predictions-0000.jsonl", predictions, bucket)
+    record = runstate.new_run(run=run, bucket=bucket, name="incoming/bench.jsonl", generation=0, rel=run,
+                              model="bench", now=p.now())
+    record = runstate.staged(record, parts={PART: runstate.new_part(1, 1, rows, staged.stat().st_size)},
+                             total=rows, validation={"failed": 0, "byReason": {}}, note=None, now=p.clock())
+    record = runstate.job_submitted(record, PART, "bench")
+    store.write_json(bucket, layout.run_state_name(run), record, if_generation_match=None)
+    start = time.perf_counter()
+    collect.handle_job_finished(p, JobFinished(run=run, part=PART, job="bench", state="JOB_STATE_SUCCEEDED",
+                                               error=None))
+    seconds = time.perf_counter() - start
+    report = store.read_json(bucket, layout.report_name(run)).value["rows"]
+    if report["total"] != report["succeeded"] + report["failed"] or report["total"] != rows:
+        raise SystemExit(f"collect through storage lost rows: {report}")
+    return seconds, f"{report['succeeded']} succeeded, {report['failed']} failed"
+
+
+def _validate(store, run: str, name: str) -> tuple[float, str]:
+    from shared import staging
+
+    p = _pipeline(store, {})
+    generation = int(store.object_info(BUCKET, name)["generation"])
+    start = time.perf_counter()
+    staged = staging.stage(p, run, BUCKET, name, generation)
+    return time.perf_counter() - start, f"{staged.total - staged.failed} valid, {len(staged.parts)} parts"
+
+
+def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[dict]:
+    """Rows: (path, case, MB, seconds, MB/s, note), each the best of `repeat`; collect with its workers and on
+    one core."""
+    from local import gcs
+    from shared.storage.gcs import GcsStore, make_client
+
+    fake = gcs.start()
+    process, url = _proxy(fake.url)
+    try:
+        client = make_client("bench", endpoint=url)
+        client.create_bucket(BUCKET)
+        store = GcsStore(client)
+        _upload(store, "incoming/input.jsonl", source)
+        _upload(store, "raw/predictions.jsonl", predictions)
+        cases = {
+            ("collect", "raw download"): lambda n: (_raw(store, "raw/predictions.jsonl"), None),
+            ("collect", "postprocess"): lambda n: _collect(client, store, f"c{n}", staged, predictions, {}),
+            ("collect", "postprocess, one core"): lambda n: _collect(client, store, f"o{n}", staged, predictions,
+                                                                    {"COLLECT_WORKERS": "1"}),
+            ("validate", "raw download"): lambda n: (_raw(store, "incoming/input.jsonl"), None),
+            ("validate", "validate"): lambda n: _validate(store, f"v{n}", "incoming/input.jsonl"),
+        }
+        rows = []
+        for (path, case), fn in cases.items():
+            with contextlib.redirect_stdout(io.StringIO()):  # the pipeline's log lines
+                best = min((fn(n) for n in range(repeat)), key=lambda got: got[0])
+            mb = (predictions if path == "collect" else source).stat().st_size / 1e6
+            rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(best[0], 3),
+                         "mb_per_s": round(mb / best[0], 1), "note": best[1]})
+        return rows
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        fake.stop()
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Each path's throughput over the raw download of the same object (target: at least 0.8x)."""
+    raw = {r["path"]: r for r in rows if r["case"] == "raw download"}
+    return [{"path": r["path"], "ours": r["case"], "baseline": "raw download through the storage",
+             "x": round(raw[r["path"]]["seconds"] / r["seconds"], 2), "target": 0.8,
+             "met": raw[r["path"]]["seconds"] / r["seconds"] >= 0.8}
+            for r in rows if r["case"] != "raw download"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument("--staged", type=Path, required=True)
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    rows = run(args.predictions, args.staged, args.input, args.repeat)
+    print(json.dumps({"results": rows, "checks": ratios(rows)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
