@@ -31,7 +31,7 @@ _LIST_PAGE = 1000
 
 
 def handle_tick(p: Pipeline) -> dict[str, int]:
-    slots = scheduler.read_slots(p)
+    slots, found = scheduler.read_slots_as_stored(p)
     active: dict[str, dict[str, Any]] = slots["active"]
     summary = {"active": len(active), "queued": 0, "finished": 0, "adopted": 0, "started": 0, "failed": 0}
     if rules.written_recently(slots, p.clock()):
@@ -76,10 +76,12 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
         return reserve(base) or observed
 
     if finished or states or queue:
-        mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                    lambda cur: rules.stamped(tick(rules.upgrade(cur)), p.clock()))
-        scheduler.settle_reserved(p, queue, taken)
-        summary["started"] = scheduler.start_jobs(p, taken)
+        # From the slots as read at the start (no second read); a poller that wrote since makes the
+        # conditional write fail, and the change is applied again to a fresh read.
+        stored = mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
+                             lambda cur: rules.stamped(tick(rules.upgrade(cur)), p.clock()), known=found)
+        scheduler.settle_reserved(p, queue, taken, stored)
+        summary["started"] = scheduler.start_jobs(p, taken, stored)
     if any(summary.values()):
         log.info("poll.tick", "poll: " + ", ".join(f"{k} {v}" for k, v in summary.items()), **summary)
     return summary

@@ -32,10 +32,11 @@ from shared.errors import (
 from shared.pipeline import Pipeline
 from shared.scheduler_state import Queued
 from shared.storage import change_json, mutate_json
-from shared.storage.base import INDEX_KEY
+from shared.storage.base import INDEX_KEY, Versioned
 from shared.vertex import JobInfo
 
 _CREATE_TRIES = 4
+_LOOK_UP_BATCH = 20  # parts per look-up call: the filter rides in the request's URL
 _QUEUE_PAGE = 100  # queue entries considered per reservation: slots, not the queue's length, bound the work
 
 
@@ -45,8 +46,19 @@ def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | Non
 
 
 def read_slots(p: Pipeline) -> dict[str, Any]:
+    return read_slots_as_stored(p)[0]
+
+
+def read_slots_as_stored(p: Pipeline) -> tuple[dict[str, Any], Versioned | None]:
+    """The slots (current version), and the object as read: a change made right after can start from it
+    instead of reading it again."""
     found = p.store.read_json(p.work_bucket, layout.SCHEDULER_NAME)
-    return rules.upgrade(found.value if found else None)
+    return rules.upgrade(found.value if found else None), found
+
+
+def _as_current(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A value of the slots object just written or read, in the current version (copied only if older)."""
+    return stored if stored is not None and stored.get("version") == rules.VERSION else rules.upgrade(stored)
 
 
 def queue_page(p: Pipeline, limit: int = _QUEUE_PAGE) -> list[Queued]:
@@ -153,14 +165,20 @@ def drain(p: Pipeline, *, best_effort: bool = False) -> int:
     queue = waiting(p, slots, p.config.max_active_jobs - len(slots["active"]))
     if not queue:
         return 0
-    reserved = _reserve(p, queue, best_effort=best_effort)
-    return start_jobs(p, reserved)
+    reserved, stored = _reserve(p, queue, best_effort=best_effort)
+    return start_jobs(p, reserved, stored)
 
 
-def start_jobs(p: Pipeline, reserved: list[tuple[Queued, str]]) -> int:
+def start_jobs(p: Pipeline, reserved: list[tuple[Queued, str]], slots: dict[str, Any] | None = None) -> int:
+    """Create the jobs of the slots just reserved. `slots`: the slots object as that reservation stored it,
+    so a create reads neither it nor, for a second part of the same run, the run record again (each
+    start would otherwise read both: three reads a part, per tick)."""
     created = 0
+    records: dict[str, Versioned | None] = {}
+    current = _as_current(slots) if slots is not None else None
+    existing = _look_up(p, [entry.qid for entry, _ in reserved]) if len(reserved) > 1 else None
     for number, (entry, token) in enumerate(reserved):
-        outcome = start_job(p, entry.qid, token)
+        outcome = start_job(p, entry.qid, token, slots=current, records=records, existing=existing)
         if outcome == "pending":
             # Vertex is unreachable: hand the other reservations to the next tick instead of waiting on each.
             for later, later_token in reserved[number + 1:]:
@@ -169,6 +187,31 @@ def start_jobs(p: Pipeline, reserved: list[tuple[Queued, str]]) -> int:
             break
         created += outcome == "created"
     return created
+
+
+def _look_up(p: Pipeline, qids: list[str]) -> dict[str, JobInfo] | None:
+    """The jobs that already exist for these parts, found with one list call (by display name, which names
+    the part) instead of one look-up each; None when the call fails (each part then looks itself up)."""
+    label = p.config.pipeline_label
+    wanted = set(qids)
+    found: dict[str, JobInfo] = {}
+    try:
+        for start in range(0, len(qids), _LOOK_UP_BATCH):
+            query = " OR ".join(f'display_name="{layout.job_display_name(label, *layout.split_queue_id(q))}"'
+                                for q in qids[start:start + _LOOK_UP_BATCH])
+            for job in p.vertex.list(query, page_size=1000):
+                qid = layout.qid_of_display_name(label, job.display_name)
+                if qid in wanted and (qid not in found or _newer(job, found[qid])):
+                    found[qid] = job  # as `find`: the latest job of the part
+    except VertexError as exc:
+        log.warning("job.lookup_failed", f"{len(qids)} parts: {exc}")
+        return None
+    return found
+
+
+def _newer(a: JobInfo, b: JobInfo) -> bool:
+    return (a.create_time.timestamp() if a.create_time else 0, a.name) > \
+        (b.create_time.timestamp() if b.create_time else 0, b.name)
 
 
 def _tokens() -> Iterator[str]:
@@ -194,27 +237,33 @@ def reserve_change(p: Pipeline, queue: list[Queued], taken: list[tuple[Queued, s
     return change
 
 
-def _reserve(p: Pipeline, queue: list[Queued], *, best_effort: bool) -> list[tuple[Queued, str]]:
+def _reserve(p: Pipeline, queue: list[Queued], *,
+             best_effort: bool) -> tuple[list[tuple[Queued, str]], dict[str, Any] | None]:
+    """The reservations made, and the slots object as stored after them."""
     taken: list[tuple[Queued, str]] = []
     change = reserve_change(p, queue, taken)
     try:
-        change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                    lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock()),
-                    attempts=1 if best_effort else 40)
+        stored, _ = change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
+                                lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock()),
+                                attempts=1 if best_effort else 40)
     except (StateConflictError, TransientError):
         if not best_effort:
             raise
-        return []
-    settle_reserved(p, queue, taken)
-    return taken
+        return [], None
+    settle_reserved(p, queue, taken, stored)
+    return taken, stored
 
 
-def settle_reserved(p: Pipeline, queue: list[Queued], taken: list[tuple[Queued, str]]) -> None:
-    """After a reservation is stored: drop the reserved parts' queue objects, and any left behind by a
-    crash between an earlier reservation and its clean-up (their part is in a slot already)."""
+def settle_reserved(p: Pipeline, queue: list[Queued], taken: list[tuple[Queued, str]],
+                    stored: dict[str, Any] | None = None) -> None:
+    """After a reservation is stored (`stored`: the slots object as it was written, else it is read): drop the
+    reserved parts' queue objects, and any left behind by a crash between an earlier reservation and its
+    clean-up (their part is in a slot already)."""
     if taken:
         p.checkpoint("scheduler.reserved")
-    active = read_slots(p)["active"] if queue else {}
+    if not queue:
+        return
+    active = (_as_current(stored) if stored is not None else read_slots(p))["active"]
     for entry in queue:
         if entry.qid in active or any(e.name == entry.name for e, _ in taken):
             p.store.delete(p.work_bucket, entry.name)
@@ -230,7 +279,9 @@ def claim_stuck(p: Pipeline, qid: str) -> str | None:
     return token if rules.holds(stored, qid, token) else None
 
 
-def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
+def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False, slots: dict[str, Any] | None = None,
+              records: dict[str, Versioned | None] | None = None,
+              existing: dict[str, JobInfo] | None = None) -> str:
     """Create (or, when `adopt` or the entry asks to verify, first find) the Vertex job of a reserved slot
     and record it in the run record.
 
@@ -239,9 +290,18 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
     stayed denied past the grace: announced as finished so its rows go to errors), "skipped" (the part must
     not run any more), "lost" (another poller adopted the reservation) or "pending" (Vertex unreachable after
     an ambiguous create; the poller adopts the reservation).
+
+    `slots`: the slots object as just stored by the reservation (else read); `records`: run records already
+    read in this tick, by run (filled in here); `existing`: the jobs of the parts starting in this tick, looked
+    up together just before (else this part is looked up alone).
     """
     run, part = layout.split_queue_id(qid)
-    record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
+    if records is not None and run in records:
+        record = records[run]
+    else:
+        record = p.store.read_json(p.work_bucket, layout.run_state_name(run))
+        if records is not None:
+            records[run] = record
     entry = record.value["parts"].get(part) if record else None
     if record is None or record.value["state"] != runstate.RUNNING or entry is None or \
             entry["state"] != runstate.QUEUED or record.value.get("cancelled"):
@@ -257,7 +317,7 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
     labels = layout.job_labels(cfg.pipeline_label, run, part)
     job: JobInfo | None = None
     outcome = "created"
-    reservation = rules.holds(read_slots(p), qid, token)
+    reservation = rules.holds(slots if slots is not None else read_slots(p), qid, token)
     maybe_created = adopt
     # Every create is preceded by a look-up by label: Vertex job creation is not idempotent, and a part must
     # never get two jobs, whatever left its queue entry behind (a creator that died after the create, a
@@ -274,7 +334,12 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
             # Too close to the deadline after which a poller adopts the reservation: a create sent now
             # could land after the adopter looked for it. Stop, and let the adopter find or create the job.
             break
-        if maybe_created or attempt == 0:
+        if attempt == 0 and not maybe_created and existing is not None:
+            job = existing.get(qid)
+            if job is not None:
+                outcome = "found"
+                break
+        elif maybe_created or attempt == 0:
             try:
                 job = p.vertex.find(labels)
             except VertexError as exc:  # a failed look-up proves nothing: never reject the rows on it
@@ -318,7 +383,9 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False) -> str:
         return "pending"
     p.checkpoint("scheduler.created")
     _mark_job(p, run, part, job.name)
-    if reservation.get("model") in read_slots(p)["throttled"]:
+    # A create worked: lift the model's throttle if there was one (the slots seen before the create tell; one
+    # set since by another poller's 429 lapses by its own back-off).
+    if reservation.get("model") in (slots if slots is not None else read_slots(p))["throttled"]:
         _mutate(p, lambda s: rules.created(s, qid, token, reservation.get("model")))
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
              input=record.value["input"]["uri"], part=part, rows=entry["rows"])
