@@ -1,15 +1,21 @@
-"""`make bench`: collect and validate, as `batchctl postprocess` and `batchctl validate` run them, side by side
-with what people would reach for on the same files: a bare `orjson.loads` loop ("parse-only"), DuckDB splitting
-the predictions by `status`, `jq -c 'select(.status=="")'` and `cat > /dev/null`.
+"""`make bench`: every target of the performance issue, measured side by side in one run.
 
-Every case runs in a fresh process of its own (`bench/measure.py`), on the same files, in the same run, so the
-ratios hold across machines even when the absolute MB/s do not, and each peak RSS is that case's alone. Collect
-runs on one core (it has no worker processes yet), so its figure is also the one-core figure.
-Writes bench/results.json (figures, ratios, targets, machine, commit) and prints the table.
+1. collect and validate, as `batchctl postprocess` and `batchctl validate` run them, beside what people would
+   reach for on the same files: a bare `orjson.loads` loop ("parse-only"), DuckDB splitting the predictions by
+   `status`, `jq -c 'select(.status=="")'` and `cat > /dev/null`. Every case runs in a fresh process of its own
+   (`bench/measure.py`), so each peak RSS is that case's alone (with collect's worker processes counted). Collect
+   runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1).
+2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
+   objects (`bench/through_storage.py`);
+3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
+4. 200,000 rows from upload to report on the local cloud, split by phase (`bench/e2e.py`).
 
-    python -m bench                  # 200 MB of predictions and a 200 MB input (a few minutes on 2 cores)
+Ratios are of figures taken in the same run on the same files, so they hold across machines even when the
+absolute MB/s do not. Writes bench/results.json (figures, ratios, targets, machine, commit) and prints the tables.
+
+    python -m bench                  # 200 MB files (about 10 minutes on 2 cores)
     python -m bench --mb 1000        # the 1 GB version (about 200,000 rows of ~5 KB)
-    python -m bench --mb 2 --repeat 1 --no-e2e   # tiny: that every script runs (the tests do this)
+    python -m bench --mb 0.3 --repeat 1 --poll-jobs 3 --e2e-rows 0   # tiny: that every script runs (the tests)
 
 The input is `bench/inputs.py`'s (~5 KB request lines); `batchctl validate` stages it, and
 `bench/predictions.py` turns the staged lines into a Vertex predictions file (shuffled, 5% failed rows).
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import inputs, predictions, through_storage
+from bench import e2e, inputs, poll, predictions, through_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -170,41 +176,17 @@ def render_storage(rows: list[dict], checks: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def pipeline_end_to_end(rows: int) -> tuple[float, int, dict]:
-    """Drop one file of `rows` rows into a fresh local cloud; seconds from upload to report."""
-    from local.cloud import LocalCloud, storage_client
-
-    with tempfile.TemporaryDirectory() as work:
-        source = Path(work) / "input.jsonl"
-        inputs.input_file(source, rows * 0.0003)  # short lines: this measures the pipeline, not parsing
-        body = source.read_bytes()
-        rows = body.count(b"\n")
-        with LocalCloud(Path(work) / "cloud", function_env={"MAX_ROWS_PER_JOB": str(max(1, rows // 2))}) as cloud:
-            gcs = storage_client(cloud.env)
-            out = gcs.bucket(cloud.env["OUTPUT_BUCKET"])
-            start = time.perf_counter()
-            gcs.bucket(cloud.env["INPUT_BUCKET"]).blob("incoming/bench.jsonl").upload_from_string(body)
-            while (blob := out.get_blob("reports/bench.json")) is None:
-                if time.perf_counter() - start > 900:
-                    raise SystemExit("the pipeline did not finish within 900 s:\n" + cloud.log_tails(20))
-                time.sleep(0.1)
-            seconds = time.perf_counter() - start
-            report = orjson.loads(blob.download_as_bytes())
-    if report["rows"]["succeeded"] != rows:
-        raise SystemExit(f"end-to-end run lost rows: {report['rows']}")
-    return seconds, len(body), report
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=200,
                         help="size of the input and of the predictions file, in MB (1000: the 1 GB version)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per case; the fastest counts")
-    parser.add_argument("--e2e-rows", type=int, default=0,
-                        help="also time this many rows from upload to report on the local cloud (0: skip)")
-    parser.add_argument("--no-e2e", action="store_true", help="(same as --e2e-rows 0)")
     parser.add_argument("--no-storage", action="store_true",
                         help="skip collect and validate through the local Cloud Storage")
+    parser.add_argument("--poll-jobs", default="10,1000,10000",
+                        help="active job counts for one poll tick each (bench/poll.py); empty: skip")
+    parser.add_argument("--e2e-rows", type=int, default=e2e.TARGET_ROWS,
+                        help="rows from upload to report on the local cloud (bench/e2e.py); 0: skip")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gbp-bench-") as tmp:
@@ -214,25 +196,33 @@ def main(argv: list[str] | None = None) -> None:
         storage = None if args.no_storage else through_storage.run(files["predictions"], files["staged"],
                                                                    files["input"], args.repeat)
     checks = ratios(rows)
-    e2e = None
-    if args.e2e_rows and not args.no_e2e:
-        seconds, size, report = pipeline_end_to_end(args.e2e_rows)
-        e2e = {"rows": report["rows"]["total"], "mb": round(size / 1e6, 1), "seconds": round(seconds, 2),
-               "jobs": len(report["jobs"])}
-    table = render(rows, checks)
+    poll_jobs = [int(n) for n in args.poll_jobs.split(",") if n.strip()]
+    ticks = poll.run(poll_jobs) if poll_jobs else None
+    ends = [e2e.run(args.e2e_rows) for _ in range(args.repeat)] if args.e2e_rows else None
+    sections = [render(rows, checks)]
     if storage:
-        table += "\n\n" + render_storage(storage, through_storage.ratios(storage))
-    print(table)
-    if e2e:
-        print(f"\nend to end on the local cloud: {e2e['rows']} rows ({e2e['mb']} MB, {e2e['jobs']} jobs) from "
-              f"upload to report in {e2e['seconds']} s")
+        sections.append(render_storage(storage, through_storage.ratios(storage)))
+    if ticks:
+        sections.append("One poll tick (bench/poll.py), target at 1,000 jobs: at most "
+                        f"{poll.TARGET_CALLS} Vertex calls, {poll.TARGET_SECONDS:g} s:\n\n" + poll.render(ticks))
+    if ends:
+        sections.append(f"End to end on the local cloud (bench/e2e.py), target {e2e.TARGET_SECONDS:g} s for "
+                        f"{e2e.TARGET_ROWS:,} rows:\n\n" + e2e.render(ends))
+    print("\n\n".join(sections))
     command = "python -m bench" + (f" --mb {args.mb:g}" if args.mb != 200 else "")
     doc = {"command": command, "commit": _commit(), "machine": _machine(),
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mb": args.mb, "repeat": args.repeat,
-           "results": rows, "checks": checks, "endToEnd": e2e,
-           "throughStorage": storage and {"results": storage, "checks": through_storage.ratios(storage)}}
+           "results": rows, "checks": checks,
+           "throughStorage": storage and {"results": storage, "checks": through_storage.ratios(storage)},
+           "poll": ticks, "endToEnd": ends and [_e2e_summary(r) for r in ends]}
     args.results.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwritten {args.results}")
+
+
+def _e2e_summary(result: dict) -> dict:
+    """What results.json keeps of an end-to-end run: the figures, not the per-sample detail."""
+    keep = ("seconds", "phases", "rows", "succeeded", "jobs", "MB", "cpu", "storage_429")
+    return {k: result[k] for k in keep if k in result} | {"target_met": result["seconds"] <= e2e.TARGET_SECONDS}
 
 
 if __name__ == "__main__":

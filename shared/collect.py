@@ -138,7 +138,7 @@ def _job_id(msg: JobFinished) -> str | None:
 
 
 def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
-             failures: dict[int, joining.Failure], tally: _Tally) -> set[int]:
+             failures: dict[int, joining.Failure], tally: _Tally) -> harvest.RowSet:
     """Pass 1: every *.jsonl under the job's output prefix, in pieces (`shared/harvest.py`), side by side in
     worker processes when the output is large. Returns the rows that came back."""
     prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
@@ -192,7 +192,7 @@ def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: 
 
 
 def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int, max_attempts: int,
-            seen: set[int], failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
+            seen: harvest.RowSet, failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
             retry_part: str, tally: _Tally) -> tuple[int, int]:
     """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file. In a run
     an operator cancelled, nothing is retried: rows that did not come back fail as CANCELLED."""

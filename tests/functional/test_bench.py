@@ -31,8 +31,10 @@ def test_the_predictions_script_answers_every_staged_line_once_shuffled_with_som
 
 def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_path):
     results = tmp_path / "results.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--mb", "0.3", "--repeat", "1", "--results",
-                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # The end-to-end run has its own test (tests/e2e/test_bench_e2e.py); the poll tick runs here at 3 jobs.
+    done = subprocess.run([sys.executable, "-m", "bench", "--mb", "0.3", "--repeat", "1", "--poll-jobs", "3",
+                           "--e2e-rows", "0", "--results", str(results)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     doc = json.loads(results.read_text())
     assert {"commit", "machine", "results", "checks", "command"} <= doc.keys()
@@ -42,7 +44,14 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
         assert cases[key]["seconds"] is not None, cases[key]
         assert cases[key]["peak_rss_mb"] > 0
     assert "failed" in cases[("collect", "postprocess")]["note"]
+    assert cases[("collect", "postprocess-1")]["seconds"] is not None
     assert "| check |" in done.stdout
+    storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
+    assert storage[("collect", "raw download")]["seconds"] > 0
+    assert "succeeded" in storage[("collect", "postprocess")]["note"]
+    assert {c["path"] for c in doc["throughStorage"]["checks"]} == {"collect", "validate"}
+    assert [r["jobs"] for r in doc["poll"]] == [3] and doc["poll"][0]["vertex_calls"] >= 1
+    assert doc["endToEnd"] is None
 
 
 def test_the_input_maker_writes_valid_request_lines_of_the_size_asked(tmp_path):

@@ -112,3 +112,16 @@ def test_without_a_store_another_process_can_open_or_enough_bytes_pieces_are_mad
 
 def test_available_cpus_is_at_least_one():
     assert harvest.available_cpus() >= 1
+
+
+def test_a_row_set_holds_any_rows_as_a_set_would():
+    rnd = random.Random(3)
+    rows = [rnd.randint(0, 300_000) for _ in range(5000)] + [0, 7, 8, 1 << 27, (1 << 27) - 1, 10**15, -1, -10**12]
+    got, want = harvest.RowSet(rows[:100]), set(rows[:100])
+    for row in rows[100:]:
+        assert (row in got) == (row in want)
+        got.add(row)
+        want.add(row)
+    assert len(got) == len(want) and sorted(got) == sorted(want) and got == want
+    assert "7" not in got and 3.0 not in got and 300_001 not in got
+    assert len(harvest.RowSet(range(200_000))._bits) <= 200_000 // 8 * 2  # a bitmap, not a set of ints
