@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-READ_SIZE = 4 * 1024 * 1024
+# 1 MB, not more: a read's lines are split and parsed while they are still in the CPU's cache, and freed reads
+# are reused instead of fresh memory faulted in. Collect's pass 1 over 195 MB of predictions took 0.38 s with
+# 1 MB reads against 0.47-0.54 s with 4 MB ones, at 25% less peak memory (one core, same files, same run).
+READ_SIZE = 1024 * 1024
 # A line longer than this is reported as too long without being kept in memory: no valid Gemini request
 # line comes close, and a file without newlines must not be loaded whole.
 MAX_LINE_BYTES = 64 * 1024 * 1024
