@@ -102,7 +102,7 @@ def test_an_empty_object_is_one_empty_span():
 
 
 def test_without_a_store_another_process_can_open_or_enough_bytes_pieces_are_made_here(monkeypatch):
-    monkeypatch.setattr(harvest, "_team", lambda size: pytest.fail("no worker is needed"))
+    monkeypatch.setattr(harvest, "_team", lambda size, preload: pytest.fail("no worker is needed"))
     store = MemoryStore()
     body = _predictions(1)
     store.write_bytes("b", "p.jsonl", body)
