@@ -48,3 +48,12 @@ def not_found(message: str) -> bytes:
 
 def precondition_failed() -> bytes:
     return body(412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet")
+
+
+def no_upload_session() -> bytes:
+    """A request to a resumable upload session that is not open (never started here, expired or cancelled)."""
+    return body(404, "No such upload session: it does not exist, expired, or was cancelled.", "notFound")
+
+
+def upload_cancelled() -> bytes:
+    return body(499, "The upload session was cancelled.", "clientClosedRequest")

@@ -4,10 +4,13 @@ One call goes through these steps, in this order:
 1. admin calls (`/emulator/v1/...`, see `_state`) are answered here, never limited, delayed or failed;
 2. `latency_ms` is waited;
 3. the dice (`random_429`, then `random_503`, one throw) may answer without forwarding anything;
+   a request to an open resumable upload session then goes to `_resumable`, which keeps the chunks itself and
+   takes its commit through the steps below with the whole object in one request;
 4. a mutation (see `_routes`) of an object name with no token left is answered 429 with GCS's body and not
    forwarded; for a multipart upload the name is first read from the body's metadata part;
-5. a compose or rewrite with `ifGenerationMatch` is answered 412 when the destination is at another
-   generation (the storage behind ignores that precondition; Cloud Storage does not);
+5. a compose or rewrite with `ifGenerationMatch` (and a resumable commit with a precondition given at its
+   start) is answered 412 when the object is at another generation (the storage behind ignores those
+   preconditions; Cloud Storage does not);
 6. the call is forwarded with its body streamed; a committed mutation may then be hit by `commit_then_503`
    (the client gets 503, the object is written) or `commit_then_hang` (the answer is held `hang_seconds`);
 7. the answer is streamed back (`_relay`).
@@ -18,29 +21,26 @@ connection never takes body bytes for its next request.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import re
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
 from local.gcs_limits._relay import finish, relay
+from local.gcs_limits._resumable import session_request
 from local.gcs_limits._routes import ADMIN, Call, Kind, classify, first_part_name, json_name, multipart_boundary
 from local.gcs_limits._routes import upload_id_of as _upload_id_of
 from local.gcs_limits._state import Limits
-from local.gcs_limits._wire import HOP, BodyError, ClientGone, RequestBody
+from local.gcs_limits._uploads import CONDITIONS
+from local.gcs_limits._wire import HOP, BackendError, BodyError, ClientGone, RequestBody, generation
 
 log = logging.getLogger("local.gcs_limits")
 
 PEEK_LIMIT = 1024 * 1024  # how far into a multipart body the object's metadata part is looked for
 DRAIN_LIMIT = 64 * 1024 * 1024  # a refused body up to this is read and dropped; a longer one closes the connection
 _MUTATING = (Kind.MUTATION, Kind.MULTIPART)
-
-
-class BackendError(Exception):
-    """The storage did not answer (refused, reset, closed)."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -84,10 +84,15 @@ class Handler(BaseHTTPRequestHandler):
         self.serve("OPTIONS")
 
     # --- answers made here --------------------------------------------------------------------------
-    def answer(self, status: int, payload: bytes, *, close: bool = False) -> None:
+    def answer(self, status: int, payload: bytes, *, close: bool = False, reason: str | None = None,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer from the proxy itself: a JSON body in GCS's shape, or nothing (a 308 of an upload session)."""
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_response(status, reason)
+            for name, value in headers:
+                self.send_header(name, value)
+            if payload:
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(payload)))
             if close or self.close_connection or self.limits.stopping.is_set():
                 self.send_header("Connection", "close")
@@ -102,10 +107,16 @@ class Handler(BaseHTTPRequestHandler):
         """http.server's own errors (bad request line, oversized headers) in GCS's JSON shape too."""
         self.answer(code, _errors.bad_request(message or "Bad request.", code), close=True)
 
-    def refuse(self, body: RequestBody, status: int, payload: bytes) -> None:
+    def refuse(self, body: RequestBody, status: int, payload: bytes, **kw) -> None:
         """Answer without forwarding, after dropping what the client sends (or closing when it is too much)."""
-        complete = body.drain(DRAIN_LIMIT)
-        self.answer(status, payload, close=not complete)
+        self.drop_body(body)
+        self.answer(status, payload, **kw)
+
+    def drop_body(self, body: RequestBody) -> None:
+        """Read and drop a request body that will not be forwarded; a longer one than DRAIN_LIMIT closes the
+        connection instead (its rest is never read)."""
+        if not body.drain(DRAIN_LIMIT):
+            self.close_connection = True
 
     # --- one call -----------------------------------------------------------------------------------
     def serve(self, method: str) -> None:
@@ -117,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         try:
-            call = classify(method, parts.path, query, self.headers.get("Content-Range"))
+            call = classify(method, parts.path, query)
             if call.kind is Kind.ADMIN:
                 raw = body.read_small()
                 if raw is None:
@@ -151,6 +162,9 @@ class Handler(BaseHTTPRequestHandler):
             limits.ledger.record(Outcome.RANDOM_503, key)
             self.refuse(body, 503, _errors.unavailable())
             return
+        if call.kind is Kind.RESUMABLE_PUT:
+            session_request(self, method, call, query, body, switches)  # answered by the proxy (`_resumable`)
+            return
 
         replay: bytes | None = None
         if call.kind is Kind.MULTIPART:
@@ -161,31 +175,21 @@ class Handler(BaseHTTPRequestHandler):
         elif call.kind is Kind.RESUMABLE_START:
             replay = body.read_small()
             key = _key(call.bucket, (json_name(replay) if replay else None) or call.name)
-        elif call.kind is Kind.RESUMABLE_PUT:
-            key = limits.session(call.upload_id) or key
-        mutation = key is not None and (call.kind in _MUTATING or (call.kind is Kind.RESUMABLE_PUT and call.final))
+        mutation = key is not None and call.kind in _MUTATING
 
         fault = None
         if mutation:
-            if not limits.limiter.admit(key, switches["rate_per_object"], switches["burst"]):
-                limits.ledger.record(Outcome.REJECTED_429, key)
-                bucket, _, name = key.partition("/")
-                self.refuse(body, 429, _errors.object_rate_limited(bucket, name))
+            if not self.admit(key, switches, body):
                 return
-            if switches["commit_then_503"] or switches["commit_then_hang"]:
-                roll = limits.draw()
-                if roll < switches["commit_then_503"]:
-                    fault = Outcome.COMMITTED_503
-                elif roll < switches["commit_then_503"] + switches["commit_then_hang"]:
-                    fault = Outcome.COMMITTED_HANG
+            fault = self.commit_fault(switches)
 
         if replay is None:
             replay = body.read_small()
         fenced = mutation and "ifGenerationMatch" in query and _DESTINATION.match(urlsplit(self.path).path)
         try:
             if fenced:
-                with limits.destination_lock:  # check and write as one step, like the real service
-                    if self.current_generation(call.bucket, call.name) != query["ifGenerationMatch"]:
+                with limits.fence(key):  # check and write as one step, like the real service
+                    if generation(limits.backend, call.bucket, call.name) != query["ifGenerationMatch"]:
                         self.refuse(body, 412, _errors.precondition_failed())
                         return
                     conn, resp = self.forward(method, body, replay)
@@ -202,37 +206,45 @@ class Handler(BaseHTTPRequestHandler):
         if call.kind is Kind.RESUMABLE_START and key and resp.status < 300:
             upload_id = _upload_id_of(resp.getheader("Location"))
             if upload_id:
-                limits.remember_session(upload_id, key)
-        elif call.kind is Kind.RESUMABLE_PUT and call.final and resp.status < 300:
-            limits.session(call.upload_id, forget=True)
+                limits.uploads.open(upload_id, key, {k: query[k] for k in CONDITIONS if k in query})
+        self.deliver(method, query, conn, resp, key, fault, switches)
 
+    # --- steps shared with resumable sessions (`_resumable`) -----------------------------------------
+    def admit(self, key: str, switches: dict, body: RequestBody) -> bool:
+        """Spend a token of `key` for a mutation; without one, answer GCS's 429 (nothing forwarded) and say so."""
+        limits = self.limits
+        if limits.limiter.admit(key, switches["rate_per_object"], switches["burst"]):
+            return True
+        limits.ledger.record(Outcome.REJECTED_429, key)
+        bucket, _, name = key.partition("/")
+        self.refuse(body, 429, _errors.object_rate_limited(bucket, name))
+        return False
+
+    def commit_fault(self, switches: dict) -> Outcome | None:
+        """The dice for a mutation that will be forwarded: lose its reply (503), hold it, or neither."""
+        if not (switches["commit_then_503"] or switches["commit_then_hang"]):
+            return None
+        roll = self.limits.draw()
+        if roll < switches["commit_then_503"]:
+            return Outcome.COMMITTED_503
+        if roll < switches["commit_then_503"] + switches["commit_then_hang"]:
+            return Outcome.COMMITTED_HANG
+        return None
+
+    def deliver(self, method: str, query: dict, conn, resp, key: str | None, fault: Outcome | None,
+                switches: dict) -> None:
+        """Answer with the storage's `resp`, unless a commit fault replaces it (503) or holds it first."""
         if resp.status >= 300:
             fault = None  # nothing was committed: the storage's own answer goes back
         if fault is Outcome.COMMITTED_503:
-            limits.ledger.record(fault, key)
-            finish(limits.backend, conn, resp, drop=True)
+            self.limits.ledger.record(fault, key)
+            finish(self.limits.backend, conn, resp, drop=True)
             self.answer(503, _errors.unavailable())
             return
         if fault is Outcome.COMMITTED_HANG:
-            limits.ledger.record(fault, key)
-            limits.stopping.wait(switches["hang_seconds"])
+            self.limits.ledger.record(fault, key)
+            self.limits.stopping.wait(switches["hang_seconds"])
         relay(self, method, query, conn, resp)
-
-    def current_generation(self, bucket: str, name: str) -> str:
-        """The object's generation at the storage ("0" when it does not exist)."""
-        conn, _ = self.limits.backend.acquire(pooled=False)
-        try:
-            conn.request("GET", f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}",
-                         headers={"Host": self.limits.backend.netloc})
-            resp = conn.getresponse()
-            payload = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            conn.close()
-        if resp.status == 404:
-            return "0"
-        return str(json.loads(payload).get("generation", "0"))
 
     def forward(self, method: str, body: RequestBody, replay: bytes | None):
         """Send the request to the storage: (connection, response with its headers read).

@@ -9,6 +9,9 @@ The proxy's URL is the one the client used (its `Host` header).
 
 Bodies go out as they come in, piece by piece: with the storage's Content-Length when it gave one, chunked to an
 HTTP/1.1 client otherwise, and up to the end of the connection to an HTTP/1.0 client.
+
+A `Stored` answer (read whole, no connection behind it) is relayed the same way: the answer that committed a
+resumable upload is kept and given again to every later request of that session, rewritten for each.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ REWRITE_LIMIT = 16 * 1024 * 1024  # JSON answers up to this size get the storage
 
 
 def relay(handler, method: str, query: dict, conn, resp) -> None:
-    """Send `resp` to the client of `handler`; the backend connection goes back to the pool when it can."""
+    """Send `resp` to the client of `handler`; the backend connection goes back to the pool when it can.
+
+    `conn` is None for a `Stored` answer (`resp` is then `stored.response()`).
+    """
     backend: Backend = handler.limits.backend
     mine = f"http://{handler.headers.get('Host') or handler.server.url[len('http://'):]}"
     headers = []
@@ -51,7 +57,7 @@ def relay(handler, method: str, query: dict, conn, resp) -> None:
                 log.warning("JSON answer over %d bytes passed without URL rewriting: %s", REWRITE_LIMIT, handler.path)
             pieces.append(data)
     except (OSError, http.client.HTTPException):
-        conn.close()
+        _close(conn)
         handler.close_connection = True
         return
     chunked = not bodyless and length is None and handler.request_version >= "HTTP/1.1"
@@ -73,7 +79,7 @@ def relay(handler, method: str, query: dict, conn, resp) -> None:
             _copy(handler.wfile.write, resp, pieces, chunked)
     except (OSError, http.client.HTTPException):
         # the client went away, or the storage broke off mid-answer (the client then sees a short body)
-        conn.close()
+        _close(conn)
         handler.close_connection = True
         return
     finish(backend, conn, resp)
@@ -81,6 +87,8 @@ def relay(handler, method: str, query: dict, conn, resp) -> None:
 
 def finish(backend: Backend, conn, resp, *, drop: bool = False) -> None:
     """Return the connection to the pool once its answer is fully read (`drop` reads the rest first)."""
+    if conn is None:
+        return
     try:
         while drop and resp.read(CHUNK):
             pass
@@ -92,6 +100,57 @@ def finish(backend: Backend, conn, resp, *, drop: bool = False) -> None:
     else:
         with contextlib.suppress(OSError):
             conn.close()
+
+
+class Stored:
+    """A storage answer read whole, to be relayed now and again later."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    @classmethod
+    def read(cls, resp) -> Stored:
+        return cls(resp.status, resp.reason, resp.getheaders(), resp.read())
+
+    @classmethod
+    def own(cls, status: int, reason: str, payload: bytes) -> Stored:
+        """An answer the proxy makes itself (JSON, GCS's error shape)."""
+        return cls(status, reason, [("Content-Type", "application/json; charset=UTF-8"),
+                                    ("Content-Length", str(len(payload)))], payload)
+
+    def response(self) -> _Replay:
+        """A fresh reader of this answer with the parts of `http.client.HTTPResponse` that `relay` uses."""
+        return _Replay(self)
+
+
+class _Replay:
+    will_close = False
+
+    def __init__(self, stored: Stored):
+        self.status, self.reason = stored.status, stored.reason
+        self._headers, self._body, self._at = stored.headers, stored.body, 0
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self._headers)
+
+    def getheader(self, name: str, default=None):
+        low = name.lower()
+        return next((v for k, v in self._headers if k.lower() == low), default)
+
+    def read(self, amt: int | None = None) -> bytes:
+        end = len(self._body) if amt is None else min(len(self._body), self._at + amt)
+        piece, self._at = self._body[self._at:end], end
+        return piece
+
+    read1 = read
+
+    def isclosed(self) -> bool:
+        return self._at >= len(self._body)
+
+
+def _close(conn) -> None:
+    if conn is not None:
+        conn.close()
 
 
 def _copy(write, resp, pieces: list[bytes], chunked: bool) -> None:

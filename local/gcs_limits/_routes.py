@@ -4,13 +4,13 @@ GCS limits mutations per object name: create, update and delete. In the JSON API
 - uploads, `POST /upload/storage/v1/b/{bucket}/o?uploadType=media|multipart` (the name is the `name` query
   parameter for media, the metadata part of the body for multipart, which wins over the query);
 - the commit of a resumable upload: the session starts with `POST ...?uploadType=resumable` (name in the JSON
-  body or the query; nothing is written yet) and the object is written by the request that carries its last byte
-  (`Content-Range: bytes A-B/B+1`, `bytes */TOTAL`, or no Content-Range: the whole object in one request);
+  body or the query; nothing is written yet); its later requests (`upload_id` in the query) are answered by the
+  proxy, which decides from the bytes it holds which of them commits (`_uploads.plan`);
 - `PATCH`/`PUT`/`DELETE /storage/v1/b/{bucket}/o/{object}` (metadata update, delete) and changes to its `acl`;
 - `POST .../o/{destination}/compose` and `POST .../rewriteTo|copyTo/b/{bucket}/o/{destination}`: the destination
   is written. A rewrite that continues with a `rewriteToken` is not counted again.
-Everything else (reads, lists, bucket calls, resumable status queries) is a `READ`: never limited (a read of
-one object still names it, so faults injected into it are counted under its name).
+Everything else (reads, lists, bucket calls) is a `READ`: never limited (a read of one object still names it, so
+faults injected into it are counted under its name).
 
 Names are taken from the raw path split on `/`, then percent-decoded, so `a%2Fb` and the name `a/b` in a body
 are the same object.
@@ -30,7 +30,6 @@ _UPLOAD = re.compile(r"^/upload/storage/v1/b/([^/]+)/o/?$")
 _OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/([^/]+)/o/(.+?)(/acl(?:/[^/]+)?)?$")
 _COMPOSE = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)/compose$")
 _REWRITE = re.compile(r"^/storage/v1/b/[^/]+/o/.+?/(?:rewriteTo|copyTo)/b/([^/]+)/o/(.+)$")
-_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _WRITE_METHODS = ("PATCH", "PUT", "DELETE")
 
@@ -40,7 +39,7 @@ class Kind(StrEnum):
     MUTATION = "mutation"  # writes `bucket/name`
     MULTIPART = "multipart"  # an upload whose name is in the body's first part (`name` is the query's, if any)
     RESUMABLE_START = "resumable_start"  # opens an upload session; the name may be in the JSON body
-    RESUMABLE_PUT = "resumable_put"  # bytes of a session; `final` when it commits the object
+    RESUMABLE_PUT = "resumable_put"  # any later request of a session (chunk, status query, commit, cancel)
     ADMIN = "admin"
 
 
@@ -50,10 +49,9 @@ class Call:
     bucket: str | None = None
     name: str | None = None
     upload_id: str | None = None
-    final: bool = False
 
 
-def classify(method: str, path: str, query: dict[str, str], content_range: str | None = None) -> Call:
+def classify(method: str, path: str, query: dict[str, str]) -> Call:
     """Sort one request by what it does to objects. `path` is raw (still percent-encoded), `query` decoded."""
     if path == ADMIN or path.startswith(ADMIN + "/"):
         return Call(Kind.ADMIN)
@@ -62,8 +60,7 @@ def classify(method: str, path: str, query: dict[str, str], content_range: str |
         bucket = unquote(m.group(1))
         upload_id = query.get("upload_id")
         if upload_id:
-            final = method in ("PUT", "POST") and commits(content_range)
-            return Call(Kind.RESUMABLE_PUT, bucket, query.get("name"), upload_id, final)
+            return Call(Kind.RESUMABLE_PUT, bucket, query.get("name"), upload_id)
         if method != "POST":
             return Call(Kind.READ, bucket)
         kind = query.get("uploadType", "")
@@ -88,23 +85,6 @@ def classify(method: str, path: str, query: dict[str, str], content_range: str |
         return Call(Kind.READ)
     writes = not path.startswith("/download/") and (method in _WRITE_METHODS or (method == "POST" and m.group(3)))
     return Call(Kind.MUTATION if writes else Kind.READ, unquote(m.group(1)), unquote(m.group(2)))
-
-
-def commits(content_range: str | None) -> bool:
-    """Whether a resumable session request with this Content-Range carries the object's last byte.
-
-    No header: the whole object in one request. `bytes A-B/T` commits when B + 1 == T; `bytes */T` finalizes
-    a session whose bytes have all arrived; `bytes A-B/*` is a middle chunk and `bytes */*` a status query.
-    An unreadable header is not counted (storage refuses it).
-    """
-    if content_range is None:
-        return True
-    m = _RANGE.match(content_range.strip())
-    if not m or m.group(3) == "*":
-        return False
-    if m.group(2) is None:
-        return True
-    return int(m.group(2)) + 1 == int(m.group(3))
 
 
 def upload_id_of(location: str | None) -> str | None:

@@ -13,6 +13,8 @@ from local.gcs_limits._state import Limits
 from local.gcs_limits._switches import Switches
 from local.gcs_limits._wire import Backend
 
+REAP_EVERY = 1.0  # seconds between sweeps of abandoned upload sessions
+
 
 class Server(ThreadingHTTPServer):
     """Stdlib threaded HTTP/1.1 server: one thread per client connection, blocking streams in each.
@@ -62,8 +64,16 @@ class GcsLimits:
         self._server = Server((host, port), self._limits)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="gcs-limits-http", daemon=True)
+        self._reaper = threading.Thread(target=self._reap, name="gcs-limits-uploads", daemon=True)
         self._thread.start()
+        self._reaper.start()
         self._stopped = False
+
+    def _reap(self) -> None:
+        """Drop abandoned upload sessions and their spooled bytes, once a second (`upload_session_seconds`)."""
+        limits = self._limits
+        while not limits.stopping.wait(REAP_EVERY):
+            limits.uploads.expire(limits.switches.get("upload_session_seconds"))
 
     @property
     def host(self) -> str:
@@ -80,6 +90,12 @@ class GcsLimits:
     @property
     def backend_url(self) -> str:
         return self._limits.backend.url
+
+    @property
+    def spool_dir(self) -> str:
+        """Where the bytes of unfinished resumable uploads are kept, one file per session (made when first needed,
+        removed on stop)."""
+        return self._limits.uploads.directory
 
     def switches(self) -> dict[str, Any]:
         return self._limits.switches.snapshot()
@@ -111,6 +127,8 @@ class GcsLimits:
         self._server.server_close()
         self._limits.backend.close()
         self._thread.join(timeout=5)
+        self._reaper.join(timeout=5)
+        self._limits.uploads.close()
 
     def __enter__(self) -> GcsLimits:
         return self

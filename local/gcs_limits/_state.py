@@ -1,8 +1,10 @@
 """`Limits`: what every request handler of one proxy shares, and the admin endpoint that shows and changes it.
 
 Shared: the storage backend, the live switches, the fault dice (one seeded `random.Random`; a new `seed`
-restarts it), the per-object rate limiter, the counters, and the open resumable upload sessions (upload id ->
-`bucket/name`, so the request that commits a session is charged to the object it writes).
+restarts it), the per-object rate limiter, the counters, the resumable upload sessions and their spooled bytes
+(`_uploads`), and the fences: a write whose precondition the proxy checks itself (the storage behind ignores
+it) holds its object's fence from the check to the storage's answer, so two such writes of one object cannot
+both pass the check.
 
 Admin endpoint, under `/emulator/v1` (never limited, delayed or failed):
 `GET /switches` (all values), `POST|PATCH /switches` (a JSON object of changes, all or nothing; 400 names a bad
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import OrderedDict
+import zlib
 
 import orjson
 
@@ -21,9 +23,10 @@ from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Ledger, RateLimiter
 from local.gcs_limits._routes import ADMIN
 from local.gcs_limits._switches import SwitchError, Switches
+from local.gcs_limits._uploads import Sessions
 from local.gcs_limits._wire import Backend
 
-MAX_SESSIONS = 100_000  # resumable upload sessions remembered (the oldest is forgotten first)
+FENCES = 64  # object names share this many locks (by hash): bounded memory, and rarely a wait on another name
 
 
 class Limits:
@@ -35,10 +38,8 @@ class Limits:
         self.stopping = threading.Event()
         self._rng = random.Random(switches.get("seed"))
         self._lock = threading.Lock()
-        # Held while a compose or rewrite with a generation precondition is checked and forwarded: the storage
-        # behind ignores that precondition, so the proxy enforces it (see `_proxy.Handler.check_destination`).
-        self.destination_lock = threading.Lock()
-        self._sessions: OrderedDict[str, str] = OrderedDict()
+        self._fences = [threading.Lock() for _ in range(FENCES)]
+        self.uploads = Sessions()
 
     def set_switches(self, changes: dict) -> dict:
         values = self.switches.update(changes)
@@ -60,18 +61,10 @@ class Limits:
         with self._lock:
             return self._rng.random()
 
-    def remember_session(self, upload_id: str, key: str) -> None:
-        with self._lock:
-            self._sessions[upload_id] = key
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
-
-    def session(self, upload_id: str | None, *, forget: bool = False) -> str | None:
-        """The `bucket/name` an upload session writes, or None when unknown; `forget` drops it (committed)."""
-        if not upload_id:
-            return None
-        with self._lock:
-            return self._sessions.pop(upload_id, None) if forget else self._sessions.get(upload_id)
+    def fence(self, key: str) -> threading.Lock:
+        """The lock held while a write of `key` with a precondition the proxy checks is checked and written
+        (compose, rewrite and copy with `ifGenerationMatch`; the commit of a conditional resumable upload)."""
+        return self._fences[zlib.crc32(key.encode()) % FENCES]
 
     def admin(self, method: str, path: str, raw: bytes) -> tuple[int, bytes]:
         """Answer one admin call (`path` is what follows `/emulator/v1`): (status, JSON body)."""

@@ -53,6 +53,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("random_429", "float", 0.0, "fraction of all calls answered 429 without reaching storage", lo=0, hi=1),
     Spec("random_503", "float", 0.0, "fraction of all calls answered 503 without reaching storage", lo=0, hi=1),
     Spec("latency_ms", "float", 0.0, "milliseconds added before every call is forwarded", lo=0),
+    Spec("upload_session_seconds", "float", 3600.0,
+         "an unfinished resumable upload unused this long is dropped with the bytes the proxy holds for it "
+         "(Cloud Storage keeps a session a week)", lo=0.01),
     Spec("seed", "int", 0, "seeds the fault dice; setting it at runtime restarts the dice"),
 )}
 

@@ -9,18 +9,20 @@ forwarded, so they can be sent again when a pooled connection turns out to be cl
 headers and body go out in separate writes, and with Nagle each request would wait for a delayed ACK. A pooled
 connection may have been closed by the storage meanwhile; only requests whose body is in hand take one (they can
 be sent again), and none idle for more than `MAX_IDLE_SECONDS` is reused. A streamed body always gets a new
-connection (about 0.1 ms on loopback, nothing next to the body).
+connection (about 0.1 ms on loopback, nothing next to the body). `generation` asks the storage for an object's
+generation, for the preconditions the proxy checks itself.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 CHUNK = 256 * 1024
 SMALL_BODY = 64 * 1024
@@ -30,6 +32,10 @@ HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenti
 MAX_IDLE_SECONDS = 30.0
 _MAX_LINE = 4096
 _HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
+
+
+class BackendError(Exception):
+    """The storage did not answer (refused, reset, closed)."""
 
 
 class ClientGone(Exception):
@@ -198,3 +204,21 @@ class Backend:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
+
+
+def generation(backend: Backend, bucket: str, name: str) -> str:
+    """The object's generation at the storage ("0" when it does not exist), for a precondition the proxy checks
+    itself; BackendError if the storage does not answer."""
+    conn, _ = backend.acquire(pooled=False)
+    try:
+        conn.request("GET", f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}",
+                     headers={"Host": backend.netloc})
+        resp = conn.getresponse()
+        payload = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        conn.close()
+    if resp.status == 404:
+        return "0"
+    return str(json.loads(payload).get("generation", "0"))

@@ -1,7 +1,9 @@
-"""The GCS limits proxy's pure rules: which call writes which object, the token bucket, the 10 s peak, switches."""
+"""The GCS limits proxy's pure rules: which call writes which object, the token bucket, the 10 s peak, switches,
+and how a resumable upload session takes its chunks."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,8 +11,10 @@ import pytest
 
 from local.gcs_limits import SPECS, SwitchError
 from local.gcs_limits._ledger import Ledger, Outcome, RateLimiter
-from local.gcs_limits._routes import Kind, classify, commits, first_part_name, multipart_boundary, upload_id_of
+from local.gcs_limits._routes import Kind, classify, first_part_name, multipart_boundary, upload_id_of
 from local.gcs_limits._switches import Switches, coerce, from_env
+from local.gcs_limits._uploads import Sessions, Step, content_range_of, plan, range_header
+from local.gcs_limits._wire import ClientGone
 
 README = Path(__file__).resolve().parents[2] / "local" / "gcs_limits" / "README.md"
 
@@ -47,20 +51,108 @@ def test_each_call_is_sorted_by_the_object_it_writes(method, path, query, expect
     assert (call.kind, call.bucket, call.name) == expected
 
 
-def test_only_the_session_request_carrying_the_last_byte_commits_a_resumable_upload():
+def test_every_later_request_of_a_resumable_session_goes_to_the_session():
     query = {"uploadType": "resumable", "upload_id": "u1", "name": "big"}
-    path = "/upload/storage/v1/b/bk/o"
-    assert classify("PUT", path, query, "bytes 0-9/*").final is False
-    assert classify("PUT", path, query, "bytes 10-19/20").final is True
-    assert classify("PUT", path, query, "bytes */*").final is False  # a status query
-    assert classify("PUT", path, query, "bytes */20").final is True
-    assert classify("PUT", path, query, None).final is True  # the whole object in one request
-    assert classify("DELETE", path, query, None).final is False  # cancelling a session writes nothing
-    call = classify("PUT", path, query, "bytes 0-9/10")
-    assert (call.kind, call.upload_id, call.name) == (Kind.RESUMABLE_PUT, "u1", "big")
-    assert commits("bytes 0-9/11") is False and commits("garbage") is False
+    for method in ("PUT", "POST", "DELETE"):
+        call = classify(method, "/upload/storage/v1/b/bk/o", query)
+        assert (call.kind, call.bucket, call.upload_id, call.name) == (Kind.RESUMABLE_PUT, "bk", "u1", "big")
     assert upload_id_of("http://h:1/upload/storage/v1/b/bk/o?uploadType=resumable&upload_id=ab%2Bc") == "ab+c"
     assert upload_id_of("http://h:1/upload") is None
+
+
+@pytest.mark.parametrize(("held", "total", "content_range", "length", "expected"), [
+    (0, None, "bytes 0-9/*", 10, (Step.APPEND, 0, 10, None)),
+    (10, None, "bytes 10-19/*", 10, (Step.APPEND, 0, 10, None)),
+    (10, None, "bytes 0-9/*", 10, (Step.APPEND, 10, 10, None)),  # sent again after a lost reply: nothing new
+    (10, None, "bytes 5-14/*", 10, (Step.APPEND, 5, 10, None)),  # overlaps: only the last 5 bytes are new
+    (10, None, "bytes 10-19/30", 10, (Step.APPEND, 0, 10, 30)),  # the size is known, more is to come
+    (10, None, "bytes 10-19/20", 10, (Step.COMMIT, 0, 10, 20)),  # the last byte
+    (20, None, "bytes 10-19/20", 10, (Step.COMMIT, 10, 10, 20)),  # the last request again, never committed
+    (20, None, "bytes */20", 0, (Step.COMMIT, 0, 0, 20)),  # every byte is here: finalize
+    (10, None, "bytes */20", 0, (Step.STATUS, 0, None, None)),  # not yet: how far did it get
+    (10, None, "bytes */*", 0, (Step.STATUS, 0, None, None)),
+    (0, None, None, 5, (Step.COMMIT, 0, 5, 5)),  # no Content-Range: the whole object in one request
+    (0, None, None, None, (Step.COMMIT, 0, None, None)),  # ... chunked: its size is what arrives
+])
+def test_a_session_request_adds_bytes_reports_progress_or_commits_by_the_bytes_held(
+        held, total, content_range, length, expected):
+    step = plan(held, total, content_range, length)
+    assert (step.step, step.skip, step.expect, step.total) == expected
+
+
+@pytest.mark.parametrize(("held", "total", "content_range", "length", "says"), [
+    (10, None, "bytes 20-29/*", 10, "exceeds already uploaded size of 10 byte(s)"),  # a gap
+    (0, None, "bytes 0-9/*", 11, "announces 10 bytes, the body has 11"),
+    (0, 30, "bytes 0-9/20", 10, "differs from the 30 announced before"),
+    (20, None, "bytes */10", 0, "less than the 20 bytes received"),
+    (0, None, "bytes 9-0/*", 0, "Invalid Content-Range"),
+    (0, None, "bytes 0-20/20", 21, "Invalid Content-Range"),
+    (0, None, "octets 0-9/*", 10, "Invalid Content-Range"),
+])
+def test_a_session_request_that_cannot_fit_the_bytes_held_is_refused(held, total, content_range, length, says):
+    step = plan(held, total, content_range, length)
+    assert step.step is Step.INVALID and says in step.error
+
+
+def test_the_storage_gets_the_whole_object_in_one_range_and_a_308_names_the_bytes_held():
+    assert (range_header(0), range_header(10)) == (None, "bytes=0-9")
+    assert (content_range_of(0), content_range_of(5)) == ("bytes */0", "bytes 0-4/5")
+
+
+class Body:
+    """A request body in pieces; `broken` raises where a client goes away half-way."""
+
+    def __init__(self, *pieces: bytes, broken: bool = False):
+        self._pieces, self._broken = list(pieces), broken
+
+    def read(self) -> bytes:
+        if self._pieces:
+            return self._pieces.pop(0)
+        if self._broken:
+            raise ClientGone("gone")
+        return b""
+
+
+def test_a_session_spools_new_bytes_only_and_keeps_nothing_of_a_broken_or_mislabelled_request():
+    uploads = Sessions(Clock())
+    try:
+        session = uploads.open("u1", "bk/big", {})
+        assert uploads._directory is None  # nothing spooled, nothing on disk
+        assert session.take(Body(b"abc", b"def"), 0, 6) and session.held == 6
+        assert session.take(Body(b"cdefgh"), 4, 6) and session.held == 8  # c..f were held already
+        with pytest.raises(ClientGone):
+            session.take(Body(b"ijk", broken=True), 0, 10)
+        assert session.held == 8
+        assert not session.take(Body(b"ij"), 0, 3) and session.held == 8  # shorter than its Content-Range
+        spooled = os.listdir(uploads.directory)
+        assert len(spooled) == 1
+        assert (Path(uploads.directory) / spooled[0]).read_bytes() == b"abcdefgh"
+        session.finish("the answer")
+        assert os.listdir(uploads.directory) == [] and session.answer == "the answer"
+        directory = uploads.directory
+    finally:
+        uploads.close()
+    assert not os.path.exists(directory)
+
+
+def test_an_abandoned_session_is_dropped_with_its_file_after_the_idle_time_unless_a_request_holds_it():
+    clock = Clock()
+    uploads = Sessions(clock)
+    try:
+        idle, busy = uploads.open("idle", "bk/a", {}), uploads.open("busy", "bk/b", {})
+        for session in (idle, busy):
+            session.take(Body(b"x" * 10), 0, 10)
+        clock.now += 30
+        assert uploads.expire(60) == 0
+        clock.now += 31
+        with busy.lock:
+            assert uploads.expire(60) == 1
+        assert idle.gone and uploads.get("idle") is None and uploads.get("busy") is busy
+        assert len(os.listdir(uploads.directory)) == 1
+        uploads.touch(busy)
+        assert uploads.expire(60) == 0
+    finally:
+        uploads.close()
 
 
 def test_a_multipart_body_names_its_object_in_the_first_part():
