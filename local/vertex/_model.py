@@ -9,7 +9,6 @@ media part). Malformed requests fail the way Vertex fails them, with a 400 row s
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 
 import orjson
@@ -47,28 +46,28 @@ def _get(obj: dict, camel: str, snake: str):
     return obj.get(snake) if value is None else value
 
 
-def _check_parts(parts, where: str, file_exists: Callable[[str], bool]) -> tuple[list[str], int]:
-    """Validate a parts list; return its texts and the number of media parts."""
+def _check_parts(parts, where: str, file_exists: Callable[[str], bool], texts: list[str]) -> int:
+    """Validate a parts list, appending its texts to `texts`; return the number of media parts."""
     if parts is None or parts == []:
         raise _bad(_NO_PARTS)
     if not isinstance(parts, list):
         raise _bad(f"Invalid JSON payload received. Invalid value at '{where}' "
                    "(type.googleapis.com/google.cloud.aiplatform.v1.Part): expected a list.")
-    texts, media = [], 0
+    media = 0
     for j, part in enumerate(parts):
         if not isinstance(part, dict):
             raise _bad(f"Invalid JSON payload received. Invalid value at '{where}[{j}]': expected a Part object.")
         text = part.get("text")
-        file_data = _get(part, "fileData", "file_data")
-        inline = _get(part, "inlineData", "inline_data")
-        if text is not None:
+        if text is not None:  # a text part: the other kinds are not looked at (the common case, kept short)
             if not isinstance(text, str):
                 raise _bad(f"Invalid JSON payload received. Invalid value at '{where}[{j}].text': expected a string.")
             if text == "":
                 raise _bad("Unable to submit request because it has an empty text parameter. "
                            "Add a value to the parameter and try again.")
             texts.append(text)
-        elif file_data is not None:
+            continue
+        file_data = _get(part, "fileData", "file_data")
+        if file_data is not None:
             uri = _get(file_data, "fileUri", "file_uri") if isinstance(file_data, dict) else None
             if not isinstance(uri, str) or not uri:
                 raise _bad("Unable to submit request because it has an empty fileUri parameter.")
@@ -76,7 +75,9 @@ def _check_parts(parts, where: str, file_exists: Callable[[str], bool]) -> tuple
                 raise _bad(f"Cannot fetch content from {uri}: the object does not exist or the Vertex AI "
                            "service agent has no storage.objects.get permission on it.")
             media += 1
-        elif inline is not None:
+            continue
+        inline = _get(part, "inlineData", "inline_data")
+        if inline is not None:
             if not isinstance(inline, dict) or not inline.get("data"):
                 raise _bad("Unable to submit request because it has an empty inlineData parameter.")
             media += 1
@@ -84,11 +85,14 @@ def _check_parts(parts, where: str, file_exists: Callable[[str], bool]) -> tuple
                                          "function_response", "executableCode", "codeExecutionResult")):
             raise _bad("Unable to submit request because at least one part has no data. "
                        "Add text, fileData or inlineData to every part.")
-    return texts, media
+    return media
 
 
-def _max_tokens(request: dict) -> int | None:
-    config = _get(request, "generationConfig", "generation_config")
+_NUMBER = (int, float)
+
+
+def _max_tokens(config) -> int | None:
+    """`maxOutputTokens` of a generationConfig (None when the config or the field is absent)."""
     if config is None:
         return None
     if not isinstance(config, dict):
@@ -96,18 +100,21 @@ def _max_tokens(request: dict) -> int | None:
     value = _get(config, "maxOutputTokens", "max_output_tokens")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1 or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or value < 1 or value != int(value):
         raise _bad(f"Unable to submit request because maxOutputTokens ({value}) is not a positive integer.")
     return int(value)
 
 
-def _json_mode(request: dict) -> bool:
-    config = _get(request, "generationConfig", "generation_config") or {}
-    return _get(config, "responseMimeType", "response_mime_type") == "application/json"
+# Byte -> word of the answer (a byte of the hash picks a word modulo the vocabulary size).
+_PICK = tuple(_WORDS[b % len(_WORDS)] for b in range(256))
 
 
 def predict(request, model_id: str, file_exists: Callable[[str], bool]) -> dict:
-    """Answer one GenerateContentRequest with a GenerateContentResponse dict, or raise RowFailure."""
+    """Answer one GenerateContentRequest with a GenerateContentResponse dict, or raise RowFailure.
+
+    The checks run in a fixed order (contents, each content's role then parts, the system instruction,
+    then the generation config), so a request with several faults always fails with the same message.
+    """
     if not isinstance(request, dict):
         raise _bad("Invalid JSON payload received. 'request' must be a GenerateContentRequest object.")
     contents = request.get("contents")
@@ -116,32 +123,39 @@ def predict(request, model_id: str, file_exists: Callable[[str], bool]) -> dict:
     if not isinstance(contents, list):
         raise _bad("Invalid JSON payload received. Invalid value at 'contents' "
                    "(type.googleapis.com/google.cloud.aiplatform.v1.Content): expected a list.")
-    texts, media = [], 0
+    texts: list[str] = []
+    media = 0
     for i, content in enumerate(contents):
         if not isinstance(content, dict):
             raise _bad(f"Invalid JSON payload received. Invalid value at 'contents[{i}]': expected an object.")
         role = content.get("role")
         if role is not None and role not in ("user", "model"):
             raise _bad("Please use a valid role: user, model.")
-        t, m = _check_parts(content.get("parts"), f"contents[{i}].parts", file_exists)
-        texts += t
-        media += m
-    system = _get(request, "systemInstruction", "system_instruction")
+        media += _check_parts(content.get("parts"), f"contents[{i}].parts", file_exists, texts)
+    system = request.get("systemInstruction")  # _get, inlined (as below): a few calls a row add up
+    if system is None:
+        system = request.get("system_instruction")
     if isinstance(system, dict) and system.get("parts"):
-        t, m = _check_parts(system["parts"], "system_instruction.parts", file_exists)
-        texts, media = t + texts, media + m
-    max_tokens = _max_tokens(request)
+        first: list[str] = []
+        media += _check_parts(system["parts"], "system_instruction.parts", file_exists, first)
+        texts = first + texts
+    config = request.get("generationConfig")
+    if config is None:
+        config = request.get("generation_config")
+    max_tokens = _max_tokens(config)
 
     digest = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).digest()
-    prompt = " ".join(texts)
-    topic = " ".join((texts[-1] if texts else "the attached file").split()[:8])
+    prompt_chars = sum(map(len, texts)) + len(texts) - 1 if texts else 0  # the texts joined by spaces
+    # The first 8 words: splitting at most 8 times leaves them whole, whatever follows.
+    topic = " ".join((texts[-1] if texts else "the attached file").split(None, 8)[:8])
     picks = hashlib.shake_128(digest).digest(12 + digest[4] % 29)  # 12 to 40 words, from the hash
-    sentence = " ".join(_WORDS[b % len(_WORDS)] for b in picks)
-    text = f'On "{topic}": {sentence[0].upper()}{sentence[1:]}.'
-    if _json_mode(request):
+    sentence = " ".join([_PICK[b] for b in picks])
+    if config is not None and _get(config, "responseMimeType", "response_mime_type") == "application/json":
         text = orjson.dumps({"topic": topic, "answer": sentence}).decode()
-    prompt_tokens = max(1, math.ceil(len(prompt) / 4)) + MEDIA_TOKENS * media
-    out_tokens = max(1, math.ceil(len(text) / 4))
+    else:
+        text = f'On "{topic}": {sentence[0].upper()}{sentence[1:]}.'
+    prompt_tokens = max(1, (prompt_chars + 3) // 4) + MEDIA_TOKENS * media  # ceil(chars / 4), in integers
+    out_tokens = max(1, (len(text) + 3) // 4)
     finish = "STOP"
     if max_tokens is not None and out_tokens > max_tokens:
         text, out_tokens, finish = text[: max_tokens * 4], max_tokens, "MAX_TOKENS"

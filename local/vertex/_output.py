@@ -13,6 +13,7 @@ it is must break here first.
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -23,9 +24,23 @@ def shard_name(index: int) -> str:
     return "predictions.jsonl" if index == 0 else f"predictions-{index:05d}.jsonl"
 
 
+_last_time: tuple[int, str] = (-1, "")  # (milliseconds since the epoch, their text); swapped whole
+
+
 def processed_time() -> str:
-    """Vertex's per-line time format: milliseconds and an explicit +00:00 offset."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Vertex's per-line time format: milliseconds and an explicit +00:00 offset.
+
+    A job answers a hundred rows or more per millisecond, so the text is made once per millisecond
+    and reused (formatting it for every row cost ~1.2 us a row). Threads share the cache: it is one
+    tuple, replaced in one assignment, so a reader never sees one millisecond with another's text.
+    """
+    global _last_time
+    ms = time.time_ns() // 1_000_000
+    last = _last_time
+    if last[0] != ms:
+        stamp = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+        last = _last_time = (ms, stamp.isoformat(timespec="milliseconds"))
+    return last[1]
 
 
 def _line(obj: dict, status: str, response: dict | None, when: str) -> bytes:
@@ -43,7 +58,13 @@ def _line(obj: dict, status: str, response: dict | None, when: str) -> bytes:
 
 
 def success_line(obj: dict, response: dict, when: str) -> bytes:
-    return _line(obj, "", response, when)
+    """`_line` for a line that has a `request` (the only kind that can succeed), in one dict display."""
+    out = {"status": "", "processed_time": when, "request": obj["request"], "response": response}
+    if len(obj) > 1:
+        for key, value in obj.items():
+            if key not in out:
+                out[key] = value
+    return bytes(memoryview(orjson.dumps(out)))
 
 
 def failure_line(obj: dict, status: str, when: str) -> bytes:

@@ -2,12 +2,15 @@
 
     python -m local.vertex._perf --rows 200000            # CPU-s and wall, best of --repeat runs
     python -m local.vertex._perf --rows 200000 --profile  # plus a cProfile of the worker thread
+    python -m local.vertex._perf --rows 200000 --parts    # the per-row parts alone, no servers
 
 It starts its own fake-gcs-server (no limits proxy: the emulator's own cost is measured, not the
 proxy's), uploads `rows` short request lines (`bench/inputs.py`'s `request_line`, a prompt of 16-32
 words, ~345 bytes, the shape the end-to-end run uses), starts the emulator in this process with one
 worker, and times create -> SUCCEEDED. CPU is this process's (the emulator's threads, its Storage client
-and the few polling calls); fake-gcs-server's CPU is reported apart.
+and the few polling calls); fake-gcs-server's CPU is reported apart. `--parts` times the per-row work
+one part at a time over the same lines held in memory: the importer pass, the parse, the model and the
+output line, so a change to one of them can be measured without the noise of the rest.
 """
 
 from __future__ import annotations
@@ -49,12 +52,43 @@ def make_input(rows: int, seed: int = 7) -> bytes:
     return b"".join(inputs.request_line(rnd, i, rnd.randint(16, 32)) for i in range(rows))
 
 
+def parts(rows: int) -> None:
+    """CPU seconds of each per-row part over `rows` lines, one line at a time as a job streams them."""
+    from local.vertex import _output
+    from local.vertex._importer import SchemaChecker
+    from local.vertex._model import predict
+
+    lines = make_input(rows).split(b"\n")[:-1]
+
+    def timed(name: str, step) -> float:
+        start = time.process_time()
+        for number, raw in enumerate(lines, 1):
+            step(number, raw)
+        spent = time.process_time() - start
+        print(f"{name:28s} {spent:6.2f} CPU-s  {spent / rows * 1e6:5.1f} us/row")
+        return spent
+
+    checker = SchemaChecker()
+    timed("importer pass", lambda n, raw: checker.check_line(raw, n))
+    parse = timed("parse (orjson)", lambda n, raw: orjson.loads(raw))
+    model = timed("parse + model", lambda n, raw: predict(orjson.loads(raw)["request"], "gemini-2.5-flash", bool))
+    when = _output.processed_time()
+    timed("parse + model + line", lambda n, raw: _output.success_line(
+        obj := orjson.loads(raw), predict(obj["request"], "gemini-2.5-flash", bool), when))
+    print(f"{'model alone':28s} {model - parse:6.2f} CPU-s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.vertex._perf")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile the worker thread of the last run")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the jobs (in the worker thread; it slows them about 2x)")
+    parser.add_argument("--parts", action="store_true", help="time the per-row parts alone, without servers")
     args = parser.parse_args(argv)
+    if args.parts:
+        parts(args.rows)
+        return 0
 
     from local import gcs
 
@@ -92,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
                                         "gcsSource": {"uris": ["gs://perf-vertex/in.jsonl"]}},
                         "outputConfig": {"predictionsFormat": "jsonl",
                                          "gcsDestination": {"outputUriPrefix": f"gs://perf-vertex/out/{i}"}}}
-                if profiler is not None and i < args.repeat - 1:
-                    continue
                 cpu0, gcs0, wall0 = time.process_time(), _child_cpu(server.process.pid), time.monotonic()
                 job = _call(f"{parent}/batchPredictionJobs", "POST", body)
                 while job["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
