@@ -13,6 +13,7 @@ from typing import IO, Any
 import orjson
 from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.cloud.storage._media.requests import _request_helpers as _media_helpers
 
 from shared.errors import TransientError
 from shared.storage._overlap import ReadAhead, WriteBehind
@@ -20,6 +21,13 @@ from shared.storage.base import Listed, ObjectMissing, Versioned, dumps, index_o
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
 _CHUNK = 8 * 1024 * 1024
+# The client hands a download to the caller 8 KB at a time, a few Python calls each: 100 MB cost ~0.37 CPU-s,
+# held under the interpreter lock, so a read-ahead thread could not overlap it with the caller's work. With 1 MB
+# pieces the same download takes ~0.15 CPU-s. A private constant of the pinned client (read at call time);
+# tests/functional/test_gcs_store.py fails if a new version drops it.
+DOWNLOAD_PIECE = 1024 * 1024
+if hasattr(_media_helpers, "_SINGLE_GET_CHUNK_SIZE"):
+    _media_helpers._SINGLE_GET_CHUNK_SIZE = DOWNLOAD_PIECE
 
 
 def make_client(project: str | None = None, *, endpoint: str | None = None) -> storage.Client:

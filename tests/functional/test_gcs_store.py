@@ -144,3 +144,11 @@ def test_an_object_uploaded_gzip_encoded_is_read_decompressed_and_streamed(gcs_s
         assert stream.read() == body
     with store.open_read(bucket.name, "incoming/zipped.jsonl", start=123_457) as stream:
         assert stream.read() == body[123_457:]  # offsets count the decompressed bytes
+
+
+def test_downloads_come_in_large_pieces():
+    from google.cloud.storage._media.requests import _request_helpers
+
+    from shared.storage import gcs
+
+    assert _request_helpers._SINGLE_GET_CHUNK_SIZE == gcs.DOWNLOAD_PIECE  # see gcs.DOWNLOAD_PIECE: why
