@@ -13,7 +13,7 @@
 Ratios are of figures taken in the same run on the same files, so they hold across machines even when the
 absolute MB/s do not. Writes bench/results.json (figures, ratios, targets, machine, commit) and prints the tables.
 
-    python -m bench                  # 200 MB files (about 10 minutes on 2 cores)
+    python -m bench                  # 200 MB files (about 6 minutes on 2 cores)
     python -m bench --mb 1000        # the 1 GB version (about 200,000 rows of ~5 KB)
     python -m bench --mb 0.3 --repeat 1 --poll-jobs 3 --e2e-rows 0   # tiny: that every script runs (the tests)
 

@@ -230,7 +230,7 @@ variable "reconcile_batch" {
 
 variable "collect_workers" {
   type        = number
-  description = "Worker processes collect uses side by side on a large job output (COLLECT_WORKERS); 0: one per vCPU of the collect function."
+  description = "Worker processes collect uses side by side on a large job output (COLLECT_WORKERS); 0: one per vCPU given to the collect function (functions.tf)."
   nullable    = false
   default     = 0
 
