@@ -40,6 +40,7 @@ __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "S
 PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: a piece's result lines stay a few MB
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
 _AHEAD = 2  # pieces per worker computed ahead of the one being merged: bounds memory
+_LINE_SLACK = 64 * 1024  # read ahead past a span's end for its last line (a longer one is read on demand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,9 @@ Opener = Callable[[], ObjectStore]
 
 
 def _read_piece(store: ObjectStore, bucket: str, span: Span, attempt: int) -> Piece:
-    with store.open_read(bucket, span.name, start=max(span.start - 1, 0)) as stream:
+    # The span, its first byte's predecessor and a little of the line that runs past its end.
+    with store.open_read(bucket, span.name, start=max(span.start - 1, 0),
+                         length=span.end - span.start + 1 + _LINE_SLACK) as stream:
         return harvest_lines(span_lines(stream, span), attempt, span.name)
 
 

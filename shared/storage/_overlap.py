@@ -15,23 +15,31 @@ import threading
 from typing import IO
 
 _STOP = object()
+_HANDOFF = object()  # the reader reached its limit: the caller reads the source itself from here
 
 
 class ReadAhead:
-    """Reads `source` in `chunk` pieces ahead of the caller."""
+    """Reads `source` in `chunk` pieces ahead of the caller; with `limit`, no further ahead than that many
+    bytes (a caller that needs only part of an object does not download chunks it will never read: a reader
+    past the limit gets the rest straight from the source, one chunk per call)."""
 
-    def __init__(self, source: IO[bytes], chunk: int, depth: int = 2) -> None:
-        self._source, self._chunk = source, chunk
+    def __init__(self, source: IO[bytes], chunk: int, depth: int = 2, limit: int | None = None) -> None:
+        self._source, self._chunk, self._limit = source, chunk, limit
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._closed = threading.Event()
-        self._buffer, self._at, self._done = b"", 0, False
+        self._buffer, self._at, self._done, self._direct = b"", 0, False, False
         self._thread = threading.Thread(target=self._fill, name="gcs-read-ahead", daemon=True)
         self._thread.start()
 
     def _fill(self) -> None:
+        fetched = 0
         try:
             while not self._closed.is_set():
+                if self._limit is not None and fetched >= self._limit:
+                    self._put(_HANDOFF)  # the last touch of the source on this thread
+                    return
                 data = self._source.read(self._chunk)
+                fetched += len(data)
                 self._put(data)
                 if not data:
                     return
@@ -55,7 +63,12 @@ class ReadAhead:
         while self._at >= len(self._buffer):
             if self._done:
                 return b""
+            if self._direct:
+                return self._source.read(size)
             item = self._queue.get()
+            if item is _HANDOFF:
+                self._direct = True
+                continue
             if isinstance(item, BaseException):
                 self._done = True
                 raise item

@@ -45,10 +45,11 @@ class ObjectStore(Protocol):
     def read_bytes(self, bucket: str, name: str) -> bytes | None:
         """A whole small object, or None when absent."""
 
-    def open_read(self, bucket: str, name: str, generation: int | None = None, *,
-                  start: int = 0) -> AbstractContextManager[IO[bytes]]:
+    def open_read(self, bucket: str, name: str, generation: int | None = None, *, start: int = 0,
+                  length: int | None = None) -> AbstractContextManager[IO[bytes]]:
         """Stream an object from byte `start` (never loaded whole); pinned to `generation` when given. Raises
-        ObjectMissing."""
+        ObjectMissing. `length`: about how many bytes the caller will read (a hint: nothing is fetched ahead
+        past it, and reading on still works)."""
 
     def opener(self) -> Callable[[], ObjectStore] | None:
         """A picklable callable that opens this same storage in another process (a worker), or None when

@@ -95,7 +95,7 @@ class GcsStore:
 
     @contextmanager
     def open_read(self, bucket: str, name: str, generation: int | None = None, *,
-                  start: int = 0) -> Iterator[IO[bytes]]:
+                  start: int = 0, length: int | None = None) -> Iterator[IO[bytes]]:
         blob = self._blob(bucket, name, generation)
         with _translate():
             try:
@@ -113,7 +113,7 @@ class GcsStore:
                     raw = blob.open("rb", chunk_size=_CHUNK)
                     if start:
                         raw.seek(start)  # the next read asks for the range from here
-                    ahead = reader = ReadAhead(raw, _CHUNK)
+                    ahead = reader = ReadAhead(raw, _CHUNK, limit=length)
             except gexc.NotFound:
                 raise ObjectMissing(f"gs://{bucket}/{name}") from None
         with raw, ahead:

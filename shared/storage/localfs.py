@@ -110,7 +110,7 @@ class LocalFsStore:
 
     @contextmanager
     def open_read(self, bucket: str, name: str, generation: int | None = None, *,
-                  start: int = 0) -> Iterator[IO[bytes]]:
+                  start: int = 0, length: int | None = None) -> Iterator[IO[bytes]]:
         path = self._path(bucket, name)
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below

@@ -56,7 +56,7 @@ class MemoryStore:
 
     @contextmanager
     def open_read(self, bucket: str, name: str, generation: int | None = None, *,
-                  start: int = 0) -> Iterator[IO[bytes]]:
+                  start: int = 0, length: int | None = None) -> Iterator[IO[bytes]]:
         found = self._objects.get((bucket, name))
         if not found or (generation is not None and found[1] != generation):
             raise ObjectMissing(f"gs://{bucket}/{name}")

@@ -66,6 +66,8 @@ def test_a_streaming_read_can_start_at_any_byte(store, bucket, start):
     with store.open_read(bucket.name, "vertex/x.jsonl", start=start) as stream:
         assert stream.read(10) == body[start:min(start + 10, 200_000)]
         assert stream.read() == body[start + 10:200_000]
+    with store.open_read(bucket.name, "vertex/x.jsonl", start=start, length=7) as stream:
+        assert stream.read() == body[start:200_000]  # a length is a hint: reading on still works
 
 
 def test_a_store_that_can_be_opened_in_another_process_reads_the_same_objects(store, bucket):

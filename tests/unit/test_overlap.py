@@ -34,6 +34,18 @@ def test_read_ahead_gives_the_same_bytes_whatever_the_read_sizes(sizes):
     assert b"".join(got) == data
 
 
+@pytest.mark.parametrize("limit", [0, 1, 332, 333, 1000, 9999, 20_000])
+def test_a_read_ahead_with_a_limit_fetches_no_more_ahead_and_still_reads_everything(limit):
+    data = bytes(range(256)) * 40
+    source = io.BytesIO(data)
+    with ReadAhead(source, chunk=333, limit=limit) as stream:
+        first = stream.read(100)
+        threading.Event().wait(0.05)  # let the thread fetch all it may
+        assert source.tell() <= max(limit, 0) + 333  # at most the chunk that crossed the limit
+        rest = stream.read(-1)
+    assert first + rest == data
+
+
 def test_read_ahead_raises_the_readers_error_to_the_caller_after_the_bytes_before_it():
     with ReadAhead(_Failing(b"x" * 1000, after=600), chunk=300) as stream:
         assert stream.read(300) + stream.read(300) == b"x" * 600
