@@ -348,12 +348,12 @@ class _Team:
         per worker, so memory holds a few pieces whatever the output's size."""
         sent = 0
         for received in range(len(tasks)):
-            while sent < len(tasks) and sent < received + self.size * _AHEAD:
-                send(self.procs[sent % self.size].stdin, tasks[sent])
-                sent += 1
             try:
+                while sent < len(tasks) and sent < received + self.size * _AHEAD:
+                    send(self.procs[sent % self.size].stdin, tasks[sent])
+                    sent += 1
                 kind, value = receive(self.procs[received % self.size].stdout)
-            except EOFError:
+            except (EOFError, OSError):  # its pipe closed: it died (killed, out of memory)
                 raise WorkerLost("a collect worker process ended mid-task") from None
             if kind == "error":
                 raise value
