@@ -134,7 +134,14 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
         try:
             record = decode(raw)  # the request is skipped, not built
             outcome = classify(record)
-        except (prediction_lines.Undecodable, joining.JoinError, AttributeError) as exc:
+            if type(outcome) is success:
+                has_key, key = key_of(record)
+                line = result_line(outcome.row, has_key, key, outcome.response, attempt)
+                tokens = usage_tokens(outcome.response)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # Not JSON orjson reads, no row id, or a key or response of a shape no result line can be made of
+            # (a field that should be an object is not, a token count that is not a number): the line is
+            # left out, and its row counts as not come back, rather than failing the whole part every time.
             unjoinable.append(f"{name}: a prediction line cannot be joined: {exc}")
             continue
         row = outcome.row
@@ -147,10 +154,9 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
             del failures[row]
         if type(outcome) is success:
             first[row] = True
-            has_key, key = key_of(record)
-            results.append(result_line(row, has_key, key, outcome.response, attempt))
+            results.append(line)
             succeeded.append(row)
-            prompt, cand, total = usage_tokens(outcome.response)
+            prompt, cand, total = tokens
             prompt_sum += prompt
             cand_sum += cand
             total_sum += total

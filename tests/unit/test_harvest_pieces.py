@@ -125,3 +125,19 @@ def test_a_row_set_holds_any_rows_as_a_set_would():
     assert len(got) == len(want) and sorted(got) == sorted(want) and got == want
     assert "7" not in got and 3.0 not in got and 300_001 not in got
     assert len(harvest.RowSet(range(200_000))._bits) <= 200_000 // 8 * 2  # a bitmap, not a set of ints
+
+
+@pytest.mark.parametrize("odd", [
+    b'{"gbp_row":"r2","gbp_key":"k{not json","status":"","response":{"candidates":[]}}',
+    b'{"gbp_row":"r2","status":"","response":{"candidates":[{"content":"not an object"}]}}',
+    b'{"gbp_row":"r2","status":"","response":{"promptFeedback":"blocked"}}',
+    b'{"gbp_row":"r2","status":"","response":{"usageMetadata":["x"]}}',
+    b'{"gbp_row":"r2","status":"","response":{"usageMetadata":{"promptTokenCount":"many"}}}',
+    b'{"gbp_row":"r2","status":"","response":{"usageMetadata":{"promptTokenCount":{"n":1}}}}',
+    b'{"gbp_row":"r2","status":"","response":{"x":1e400}}',
+])
+def test_a_line_no_result_can_be_made_of_is_left_out_and_the_others_are_kept(odd):
+    ok = orjson.dumps({"gbp_row": "r1", "status": "", "response": OK})
+    piece = harvest.harvest_lines([ok, odd, ok.replace(b'"r1"', b'"r3"')], 1, "p")
+    assert list(piece.succeeded) == [1, 3] and not piece.failures  # row 2 counts as not come back
+    assert len(piece.unjoinable) == 1 and "cannot be joined" in piece.unjoinable[0]
