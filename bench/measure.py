@@ -111,26 +111,34 @@ def _own_peak_kb() -> int:
 
 
 class _TreePeak:
-    """The largest sum of resident memory of this process and its descendants (collect's workers), sampled
-    every 20 ms: VmHWM counts one process only."""
+    """The peak resident memory of this process and its descendants (collect's workers) together, bounded from
+    above: the sum of each one's own high-water mark (VmHWM), read every 20 ms and once more at the end. An upper
+    bound that does not depend on how long the case runs, where sampling the sum would find a higher value the
+    more samples a longer run takes."""
 
     def __init__(self) -> None:
-        self.peak_kb = 0
+        self._peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        for pid, kb in _tree_hwm_kb(os.getpid()).items():
+            self._peaks[pid] = max(self._peaks.get(pid, 0), kb)
+
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak_kb = max(self.peak_kb, _tree_rss_kb(os.getpid()))
+            self._sample()
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
-        return self.peak_kb
+        self._sample()
+        return sum(self._peaks.values())
 
 
-def _tree_rss_kb(root: int) -> int:
+def _tree_hwm_kb(root: int) -> dict[int, int]:
+    """VmHWM (kB) of `root` and every process below it, by pid."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -143,15 +151,15 @@ def _tree_rss_kb(root: int) -> int:
             continue
         pid = int(entry)
         parents[pid] = int(fields.get("PPid", "0"))
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total = 0
+        rss[pid] = int(fields.get("VmHWM", "0 kB").split()[0])
+    below: dict[int, int] = {}
     for pid, value in rss.items():
         at = pid
         while at and at != root:
             at = parents.get(at, 0)
         if at == root:
-            total += value
-    return total
+            below[pid] = value
+    return below
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     tree_kb = tree.stop() if tree else 0
     # This process's high-water mark from /proc: getrusage's would keep the parent's across exec. A tool's comes
     # from getrusage (kilobytes on Linux), which counts it from the fork of this small process: an upper bound.
-    # With worker processes, the sampled peak of the whole tree counts when it is the larger.
+    # With worker processes, the bound over the whole tree (it includes this process's own peak).
     peak = max(_own_peak_kb(), tree_kb) if tree else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     json.dump({"seconds": seconds, "peak_rss_mb": round(peak / 1024, 1), "note": note}, sys.stdout)
     print()
