@@ -31,7 +31,7 @@ _LIST_PAGE = 1000
 
 
 def handle_tick(p: Pipeline) -> dict[str, int]:
-    slots, found = scheduler.read_slots_as_stored(p)
+    slots = scheduler.read_slots(p)
     active: dict[str, dict[str, Any]] = slots["active"]
     summary = {"active": len(active), "queued": 0, "finished": 0, "adopted": 0, "started": 0, "failed": 0}
     if rules.written_recently(slots, p.clock()):
@@ -76,10 +76,10 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
         return reserve(base) or observed
 
     if finished or states or queue:
-        # From the slots as read at the start (no second read); a poller that wrote since makes the
-        # conditional write fail, and the change is applied again to a fresh read.
+        # Read again just before the conditional write: the slots read at the start are as old as the Vertex
+        # listing, and on this hot object a write refused as stale still counts against its write rate.
         stored = mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                             lambda cur: rules.stamped(tick(rules.upgrade(cur)), p.clock()), known=found)
+                             lambda cur: rules.stamped(tick(rules.upgrade(cur)), p.clock()))
         scheduler.settle_reserved(p, queue, taken, stored)
         summary["started"] = scheduler.start_jobs(p, taken, stored)
     if any(summary.values()):

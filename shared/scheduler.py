@@ -46,14 +46,8 @@ def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | Non
 
 
 def read_slots(p: Pipeline) -> dict[str, Any]:
-    return read_slots_as_stored(p)[0]
-
-
-def read_slots_as_stored(p: Pipeline) -> tuple[dict[str, Any], Versioned | None]:
-    """The slots (current version), and the object as read: a change made right after can start from it
-    instead of reading it again."""
     found = p.store.read_json(p.work_bucket, layout.SCHEDULER_NAME)
-    return rules.upgrade(found.value if found else None), found
+    return rules.upgrade(found.value if found else None)
 
 
 def _as_current(stored: dict[str, Any] | None) -> dict[str, Any]:

@@ -122,16 +122,14 @@ def mutate_json(
     change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     *,
     attempts: int = 40,
-    known: Versioned | None = None,
 ) -> dict[str, Any] | None:
     """Apply `change` to a JSON state object with compare-and-swap, retrying on lost races.
 
     `change` gets a private copy of the current value (None when absent) and returns the new value, or
     None to leave the object as it is. It may run several times, so it must be a pure function of its
-    argument. Returns the value that is stored afterwards. `known`: the object as the caller just read it,
-    used instead of a first read (a stale one only costs the retry its conditional write forces).
+    argument. Returns the value that is stored afterwards.
     """
-    return change_json(store, bucket, name, change, attempts=attempts, known=known)[0]
+    return change_json(store, bucket, name, change, attempts=attempts)[0]
 
 
 def change_json(
@@ -141,7 +139,6 @@ def change_json(
     change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     *,
     attempts: int = 40,
-    known: Versioned | None = None,
 ) -> tuple[dict[str, Any] | None, bool]:
     """`mutate_json` that also says whether THIS call wrote: (value stored afterwards, wrote).
 
@@ -154,7 +151,7 @@ def change_json(
     applied a second time."""
     token = secrets.token_hex(8)
     for attempt in range(attempts):
-        current = known if known is not None and not attempt else store.read_json(bucket, name)
+        current = store.read_json(bucket, name)
         if current is not None and attempt and current.value.get(WRITE_TOKEN) == token:
             return current.value, True
         base = orjson.loads(dumps(current.value)) if current else None
