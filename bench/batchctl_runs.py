@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._servers import spawn, stop
 from local import gcs
 from shared import layout, runindex, runstate
 from shared.storage.gcs import GcsStore, make_client
@@ -55,16 +56,6 @@ def record(i: int) -> dict:
     return rec
 
 
-def _start_proxy(backend: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "local.gcs_limits", "--backend", backend],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    url = process.stdout.readline().strip()
-    if not url:
-        process.kill()
-        raise RuntimeError("the GCS limits proxy did not start")
-    return process, url
-
-
 def _command(url: str, runs: int) -> tuple[float, int]:
     """Seconds of one `batchctl runs --json` in a fresh process, and how many runs it counted."""
     env = {**os.environ, "STORAGE_EMULATOR_HOST": url, "GOOGLE_CLOUD_PROJECT": "bench", "INPUT_BUCKET": INPUT,
@@ -80,7 +71,7 @@ def _command(url: str, runs: int) -> tuple[float, int]:
 
 def measure(runs: int, repeat: int, threads: int) -> dict:
     fake = gcs.start()
-    process, url = _start_proxy(fake.url)
+    process, url = spawn(["local.gcs_limits", "--backend", fake.url])
     try:
         client = make_client("bench", endpoint=url)
         client.create_bucket(OUTPUT)
@@ -108,8 +99,7 @@ def measure(runs: int, repeat: int, threads: int) -> dict:
                 "read_every_record_seconds_estimated": round(per_record * runs, 1),
                 "read_sample": len(sample)}
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
         fake.stop()
 
 

@@ -49,7 +49,6 @@ import http.client
 import io
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench._servers import spawn, stop
 from local import gcs
 from local._table import text_table
 from shared import layout, poll, runstate, scheduler
@@ -104,28 +104,6 @@ class _Counted:
             return attr(*args, **kwargs)
 
         return counted
-
-
-def _spawn(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A local server as its own process; it prints its URL on its first line of stdout."""
-    process = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, **(env or {})})
-    url = process.stdout.readline().strip()
-    if not url:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"python -m {args[0]} did not start")
-    return process, url
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class _Rest:
@@ -254,8 +232,8 @@ def measure(jobs: int, *, finishing: int = 2, queued_runs: int = 3, parts: int =
     proxy = emulator = None
     workers = max(1, min(jobs, running))
     try:
-        proxy, storage_url = _spawn(["local.gcs_limits", "--backend", fake.url])
-        emulator, vertex_url = _spawn(["local.vertex", "--workers", str(workers),
+        proxy, storage_url = spawn(["local.gcs_limits", "--backend", fake.url])
+        emulator, vertex_url = spawn(["local.vertex", "--workers", str(workers),
                                        "--project", PROJECT], env={"STORAGE_EMULATOR_HOST": fake.url})
         make_client(PROJECT, endpoint=fake.url).create_bucket(WORK)
         config = Config(project=PROJECT, location=LOCATION, input_bucket=INPUT, output_bucket=WORK, model=MODEL,
@@ -286,8 +264,8 @@ def measure(jobs: int, *, finishing: int = 2, queued_runs: int = 3, parts: int =
             seconds = time.perf_counter() - t0
         calls = rest.call("GET", "/emulator/v1/stats")["calls"]
     finally:
-        _stop(emulator)
-        _stop(proxy)
+        stop(emulator)
+        stop(proxy)
         fake.stop()
     startable = min(finishing, waiting, config.max_creates_per_minute)  # the freed slots, within the quota
     expected = {"active": jobs, "finished": finishing, "started": startable, "adopted": 0, "failed": 0}

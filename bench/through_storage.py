@@ -22,18 +22,12 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from bench._servers import spawn, stop
+
 BUCKET = "bench"
-
-
-def _proxy(backend: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "local.gcs_limits", "--backend", backend],
-                               stdout=subprocess.PIPE, text=True)
-    return process, process.stdout.readline().strip()
 
 
 def _upload(store, name: str, path: Path, bucket: str = BUCKET) -> None:
@@ -110,7 +104,7 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[
     from shared.storage.gcs import GcsStore, make_client
 
     fake = gcs.start()
-    process, url = _proxy(fake.url)
+    process, url = spawn(["local.gcs_limits", "--backend", fake.url])
     try:
         client = make_client("bench", endpoint=url)
         client.create_bucket(BUCKET)
@@ -134,8 +128,7 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[
                          "mb_per_s": round(mb / best[0], 1), "note": best[1]})
         return rows
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
         fake.stop()
 
 
