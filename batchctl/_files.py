@@ -184,16 +184,18 @@ def _clean_lines(path: Path) -> tuple[int, int] | None:
     with open(path, "rb") as f:
         while chunk := f.read(READ_SIZE):
             # A blank line starts with whitespace right after a newline (or the file's start): _copy_lines' test.
-            if (since == 0 and chunk[:1] in b"\n \t\r\x0b\x0c") or _BLANK_START.search(chunk):
+            if since == 0 and chunk[:1] in _BLANK_FIRST:
                 return None
-            first = chunk.find(b"\n")
-            if first < 0:
+            newlines = _newlines_unless_blank(chunk)
+            if newlines is None:
+                return None
+            if not newlines:
                 since += len(chunk)
             else:
-                if since + first > MAX_LINE_BYTES:
+                if since + chunk.find(b"\n") > MAX_LINE_BYTES:
                     return None
                 since = len(chunk) - chunk.rfind(b"\n") - 1
-                rows += chunk.count(b"\n")
+                rows += newlines
             size += len(chunk)
     return (rows, size) if since == 0 and size else None
 
@@ -201,6 +203,27 @@ def _clean_lines(path: Path) -> tuple[int, int] | None:
 # A line that is blank (only the whitespace bytes.strip removes) starts right after a newline with one of these.
 # One regex search of a 4 MB read takes ~1 ms, six two-byte substring searches ~20 ms (Python 3.11).
 _BLANK_START = re.compile(rb"\n[\n \t\r\x0b\x0c]")
+_BLANK_FIRST = b"\n \t\r\x0b\x0c"
+_PROBE = 64 * 1024  # bytes looked at to tell long lines from short ones
+
+
+def _newlines_unless_blank(chunk: bytes) -> int | None:
+    """The newlines in `chunk`, or None when a blank line starts after one of them.
+
+    Long lines (a staged part's are ~5 KB) are walked newline to newline, each found by memchr: 174 MB in
+    0.03 s, where counting and searching the whole chunk (each a byte-by-byte C loop) took 0.11 s. Short lines
+    take the two whole-chunk calls, cheaper than a Python step per line."""
+    if chunk.count(b"\n", 0, _PROBE) > _PROBE // 1024:
+        return None if _BLANK_START.search(chunk) else chunk.count(b"\n")
+    find, last = chunk.find, len(chunk) - 1
+    newlines = 0
+    cut = find(b"\n")
+    while cut >= 0:
+        newlines += 1
+        if cut < last and chunk[cut + 1] in _BLANK_FIRST:
+            return None
+        cut = find(b"\n", cut + 1)
+    return newlines
 
 
 def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
@@ -217,7 +240,7 @@ def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
         pending = data[cut:]
         if cut:
             block = data[:cut]
-            if block[:1] in b"\n \t\r\x0b\x0c" or _BLANK_START.search(block):
+            if block[:1] in _BLANK_FIRST or _BLANK_START.search(block):
                 kept = [raw for raw in block.split(b"\n")[:-1] if raw.strip()]
                 block = b"\n".join(kept) + b"\n" if kept else b""
                 rows += len(kept)

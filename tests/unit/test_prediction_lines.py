@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import random
 from pathlib import Path
 
 import orjson
@@ -34,8 +35,8 @@ PREDICTIONS = [
     b'{"gbp_row":"r9","status":"","response":[1]}',
     b'[1,2]',
     b'"just a string"',
-    b'{"gbp_row":"r10","status":"","response":' + OK.encode() + b',"request":{"t":"\xff"}}',
-    b'{"gbp_row":"r11","status":"","response":' + OK.encode() + b',"request":{"t":"\xed\xa0\x80"}}',
+    b'{"gbp_row":"r10","status":"","response":{"candidates":[],"t":"\xff"}}',
+    b'{"gbp_row":"r11","status":"","gbp_key":"k\xed\xa0\x80","response":' + OK.encode() + b'}',
     b'{"gbp_row":"r12","status":"","response":' + OK.encode() + b',"request":{"t":"\xc3\xa9"}}',
     b'{"gbp_row":"x13","status":"","response":' + OK.encode() + b'}',
     b'{"status":"","response":' + OK.encode() + b'}',
@@ -51,7 +52,7 @@ PREDICTIONS = [
 STAGED = [b'{"gbp_row":"r%d","gbp_key":"k%d","request":{"contents":[{"parts":[{"text":"q%d"}]}]}}' % (i, i, i)
           for i in range(1, 21)]
 STAGED[2] = b' {"gbp_row": "r3", "request": {"contents": []}}'  # not in the staged prefix form
-STAGED[5] = b'{"gbp_row":"r6","request":{},"gbp_row":"r18"}'  # its row id twice: the last counts
+STAGED[5] = b'{"gbp_row":"r6","request":{"gbp_row":"r18","x":"\\"gbp_row\\":\\"r19\\""}}'  # nested: not the row
 STAGED[6] = b'{"gbp_row":"r07","request":{"k":"\\u00e9"}}'
 
 
@@ -77,11 +78,17 @@ def _whole_line(raw: bytes) -> dict:
         raise prediction_lines.Undecodable(str(exc)) from None
 
 
+def _parse_every_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
+    monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
+    monkeypatch.setattr(prediction_lines, "unsettled_lines",
+                        lambda stream, settled: (raw for raw in lines.iter_lines(stream) if raw))
+
+
 def test_collect_writes_the_same_bytes_as_parsing_every_line_in_full(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch):
     fast = _postprocess(tmp_path, "fast")
-    monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
-    monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
+    _parse_every_line(monkeypatch)
     full = _postprocess(tmp_path, "full")
     assert fast == full
     assert fast["results"].count(b"\n") >= 6 and fast["errors"].count(b"\n") >= 8
@@ -109,6 +116,64 @@ def test_a_staged_row_is_read_from_the_prefix_only_when_the_full_parse_agrees(ra
     row = prediction_lines.staged_row(raw)
     if row is not None:
         assert f"r{row}" == "r" + str(int(orjson.loads(raw)["gbp_row"][1:]))
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc3"])
+def test_a_prediction_line_is_joined_when_only_bytes_collect_never_reads_are_not_utf8(bad: bytes):
+    # orjson refuses the whole line; the row's fields are those of the same line with a readable request echo.
+    raw = b'{"gbp_row":"r10","status":"","response":%b,"request":{"t":"%b"},"more":["%b"]}' % (OK.encode(), bad, bad)
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(raw)
+    readable = orjson.loads(raw.replace(bad, b"?"))
+    assert prediction_lines.decode_prediction(raw) == {k: readable[k] for k in ("gbp_row", "status", "response")}
+
+
+def test_a_staged_line_is_read_by_its_prefix():
+    # Only a tampered staged file names the row id twice at the top level: the prefix is what counts.
+    assert prediction_lines.staged_row(b'{"gbp_row":"r6","request":{},"gbp_row":"r18"}') == 6
+
+
+def _staged_file(rng: random.Random) -> bytes:
+    choices = [b'{"gbp_row":"r%d","request":{"t":"%b"}}', b'{"gbp_row":"r%d","gbp_key":"k1","request":{"t":"%b"}}',
+               b'{"gbp_row":"r%d"}%b', b' {"gbp_row":"r%d","request":"%b"}', b'{"gbp_row":"r0%d","x":"%b"}',
+               b'{"gbp_row":"r%d" ,"x":"%b"}', b'{"gbp_row":"x%d","x":"%b"}', b'{"gbp_row":"r%d%b"}']
+    out = []
+    for row in range(rng.randint(0, 25)):
+        out.append(b"" if rng.random() < 0.1 else rng.choice(choices) % (row, b"y" * rng.randint(0, 30)))
+    data = b"\n".join(out)
+    return data + b"\n" if rng.random() < 0.7 else data
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_unsettled_lines_are_the_lines_a_line_by_line_pass_would_handle(seed: int):
+    rng = random.Random(seed)
+    data = _staged_file(rng)
+    settled_rows = {row for row in range(30) if rng.random() < 0.6}
+    wanted = [raw for raw in data.split(b"\n") if raw and not (
+        (row := prediction_lines.staged_row(raw)) is not None and row in settled_rows)]
+    got = list(prediction_lines.unsettled_lines(io.BytesIO(data), settled_rows.__contains__, rng.randint(1, 80)))
+    assert got == wanted
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_a_staged_file_is_linked_only_when_copying_it_would_change_nothing(seed: int, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    rng = random.Random(seed)
+    monkeypatch.setattr(files_module, "READ_SIZE", rng.randint(1, 300))
+    monkeypatch.setattr(files_module, "_PROBE", rng.choice([8, 64, 4096]))
+    monkeypatch.setattr(files_module, "MAX_LINE_BYTES", 200)
+    width = rng.choice([3, 40, 150, 250])
+    body = b"\n".join(rng.choice([b"", b" ", b"\t", b"\r", b"\x0b", b"\x0c", b"x" * rng.randint(1, width)])
+                      if rng.random() < 0.05 else b"x" * rng.randint(1, width) for _ in range(rng.randint(0, 60)))
+    body += rng.choice([b"", b"\n"])
+    path = tmp_path / "staged.jsonl"
+    path.write_bytes(body)
+    copied = files_module._combined([path], tmp_path / "copy.jsonl")
+    clean = files_module._clean_lines(path)
+    if clean is not None:
+        assert clean == copied and (tmp_path / "copy.jsonl").read_bytes() == body
+    else:
+        assert (tmp_path / "copy.jsonl").read_bytes() != body or not body or max(map(len, body.split(b"\n"))) > 200
 
 
 # --- the faster staged copy, result lines and batched writes, against the code they replaced -----------------
@@ -268,8 +333,7 @@ def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(t
     monkeypatch.setattr(joining, "result_line", _old_result_line)
     monkeypatch.setattr(joining, "staged_line", _old_staged_line)
     monkeypatch.setattr(raw_request, "request_bytes", lambda *args: None)
-    monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
-    monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
+    _parse_every_line(monkeypatch)
     monkeypatch.setattr(harvest, "PIECE_BYTES", 1 << 30)
     old = _round_trip(tmp_path, "old")
     assert new == old
