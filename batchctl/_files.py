@@ -29,7 +29,7 @@ import orjson
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._output import Column, emit_json, pairs, table
-from shared import collect, joining, layout, runstate, staging
+from shared import collect, harvest, joining, layout, runstate, staging
 from shared.collect import JobFinished
 from shared.config import Config
 from shared.errors import BadEventError
@@ -340,6 +340,10 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / "staging" / run, out_dir / "vertex" / run):
         shutil.rmtree(stale, ignore_errors=True)
+    p = local_pipeline(config, out_dir, out_dir)
+    # Collect's workers start while the staged input is checked (their imports would otherwise delay pass 1).
+    harvest.prepare(p.store, config.collect_workers or harvest.available_cpus(),
+                    sum(path.stat().st_size for path in predictions))
     staged_path = out_dir / layout.staged_name(run, PART)
     rows, size = _linked_or_combined(staged, staged_path) if staged \
         else _staged_from_predictions(predictions, staged_path)
@@ -352,7 +356,6 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
             os.symlink(path.resolve(), target)
         except OSError:
             shutil.copyfile(path, target)
-    p = local_pipeline(config, out_dir, out_dir)
     now = p.now()
     record = runstate.new_run(run=run, bucket="local", name=str(predictions[0].resolve()), generation=0, rel=rel,
                               model=model, now=now)

@@ -35,7 +35,7 @@ from shared.lines import READ_SIZE, TooLong, iter_lines
 from shared.storage.base import ObjectStore
 
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
-           "span_lines", "spans", "available_cpus"]
+           "prepare", "span_lines", "spans", "available_cpus"]
 
 PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: a piece's result lines stay a few MB
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
@@ -279,18 +279,37 @@ def _in_worker(opener: Opener, bucket: str, span: Span, attempt: int) -> Piece:
 def pieces(store: ObjectStore, bucket: str, todo: list[Span], attempt: int, workers: int) -> Iterator[Piece]:
     """The pieces of `todo`, in order: computed by `workers` processes when there are that many and the spans
     are large enough to pay for them (and the store can be opened again in a worker), else here."""
-    opener = store.opener() if workers > 1 else None
     size = sum(s.end - s.start for s in todo)
-    if opener is None or len(todo) < 2 or size < PARALLEL_MIN_BYTES:
+    opener = _parallel_opener(store, workers, size)
+    if opener is None or len(todo) < 2:
         for span in todo:
             yield _read_piece(store, bucket, span, attempt)
         return
-    team = _team(workers, getattr(opener, "func", opener).__module__)
+    team = _team(workers, _preload(opener))
     try:
         yield from team.map([(opener, bucket, span, attempt) for span in todo])
     except BaseException:
         _discard_team()  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
         raise
+
+
+def prepare(store: ObjectStore, workers: int, size: int) -> None:
+    """Start the workers that `pieces` will use for `size` bytes of output now, so that their start (~60 ms of
+    imports, the first time) overlaps what the caller does before pass 1. Nothing when pass 1 will run here."""
+    opener = _parallel_opener(store, workers, size)
+    if opener is not None:
+        _team(workers, _preload(opener))
+
+
+def _parallel_opener(store: ObjectStore, workers: int, size: int) -> Opener | None:
+    """How workers open `store`, when `size` bytes of output go to that many of them; None: here."""
+    if workers < 2 or size < PARALLEL_MIN_BYTES:
+        return None
+    return store.opener()
+
+
+def _preload(opener: Opener) -> str:
+    return getattr(opener, "func", opener).__module__
 
 
 # --- worker processes ----------------------------------------------------------------------------------------

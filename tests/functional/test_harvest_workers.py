@@ -96,3 +96,23 @@ def test_a_worker_that_dies_fails_the_delivery_retryably_and_new_workers_take_ov
     assert harvest._TEAM is None
     here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
     assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here
+
+
+def test_workers_started_ahead_are_the_ones_pass_one_uses(tmp_path, monkeypatch):
+    store = LocalFsStore(tmp_path, {"b": tmp_path})
+    body = _body()
+    store.write_bytes("b", "vertex/p.jsonl", body)
+    monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", len(body))
+    try:
+        harvest.prepare(store, 2, len(body) - 1)  # too little output to pay for workers: none start
+        harvest.prepare(store, 1, len(body))
+        assert harvest._TEAM is None
+        harvest.prepare(store, 2, len(body))
+        team = harvest._TEAM
+        assert team is not None and team.size == 2
+        here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
+        assert harvest._TEAM is team
+        assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here
+        assert harvest._TEAM is team
+    finally:
+        harvest._discard_team()
