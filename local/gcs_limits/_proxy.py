@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
 from local.gcs_limits._relay import finish, relay
-from local.gcs_limits._resumable import session_request
+from local.gcs_limits._resumable import media_upload_type, session_request
 from local.gcs_limits._routes import ADMIN, Call, Kind, classify, first_part_name, json_name, multipart_boundary
 from local.gcs_limits._routes import upload_id_of as _upload_id_of
 from local.gcs_limits._state import Limits
@@ -206,7 +206,8 @@ class Handler(BaseHTTPRequestHandler):
         if call.kind is Kind.RESUMABLE_START and key and resp.status < 300:
             upload_id = _upload_id_of(resp.getheader("Location"))
             if upload_id:
-                limits.uploads.open(upload_id, key, {k: query[k] for k in CONDITIONS if k in query})
+                limits.uploads.open(upload_id, key, {k: query[k] for k in CONDITIONS if k in query},
+                                    media_upload_type(replay, query, self.headers.get("X-Upload-Content-Type")))
         self.deliver(method, query, conn, resp, key, fault, switches)
 
     # --- steps shared with resumable sessions (`_resumable`) -----------------------------------------

@@ -11,20 +11,26 @@ session URL). Every later request of the session comes here once latency and the
   before (`writes`, `writesRefused`), kept as the session's answer, and delivered through the commit faults;
 - a storage that does not answer, or answers 5xx, leaves the session open with its bytes: the client may send
   its last request again.
-The one PUT goes to the storage's own session because that keeps what the start request set (name, content type,
-custom metadata, ACL parameters) exactly as the storage recorded it; the storage ignores preconditions on
-resumable uploads, which is why the proxy checks them at the commit, where Cloud Storage does.
+The one write goes to the storage's own session, which keeps what the start request set (custom metadata, ACL
+parameters...) exactly as the storage recorded it; the storage ignores preconditions on resumable uploads, which is
+why the proxy checks them at the commit, where Cloud Storage does. When the start set nothing but the object's name
+and content type (every upload of the pipeline's client), the write is a media upload instead: fake-gcs-server
+answers it with the same object resource, and takes a 184 MB object in 0.35-0.55 s and 0.4-0.7 CPU-s where a PUT
+to its session takes 1.2-1.7 s and about 2 CPU-s (the same machine, the same run). The storage's session is then
+left unused, as an abandoned upload is.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
+from urllib.parse import quote
 
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
 from local.gcs_limits._relay import Stored, finish
-from local.gcs_limits._uploads import BUSY_SECONDS, Session, Step, content_range_of, plan, range_header
+from local.gcs_limits._uploads import BUSY_SECONDS, CONDITIONS, Session, Step, content_range_of, plan, range_header
 from local.gcs_limits._wire import HOP, BackendError, generation
 
 log = logging.getLogger("local.gcs_limits")
@@ -132,15 +138,42 @@ def _conditions_hold(handler, key: str, conditions: dict[str, str]) -> bool:
     return not_match is None or (current != "0" and current != not_match)
 
 
+def media_upload_type(start_body: bytes | None, query: dict, upload_type: str | None) -> str | None:
+    """The content type of a session whose commit can be a media upload: its start request named the object
+    and its content type, nothing more (no custom metadata, ACL or other parameter a media upload cannot carry).
+    None: the commit goes to the storage's own session."""
+    if set(query) - {"uploadType", "name", *CONDITIONS}:
+        return None
+    try:
+        resource = json.loads(start_body) if start_body else {}
+    except ValueError:
+        return None
+    if not isinstance(resource, dict) or set(resource) - {"name", "contentType"}:
+        return None
+    given = {t for t in (resource.get("contentType"), upload_type) if t}
+    return given.pop() if len(given) == 1 and isinstance(next(iter(given)), str) else None
+
+
 def _write_object(handler, session: Session, total: int) -> Stored:
-    """The whole object in one PUT to the storage's session (the request's own headers, its Content-Range made
-    whole); the storage's answer read whole. BackendError when the storage does not answer."""
+    """The whole object in one write to the storage (a media upload, or a PUT to the storage's session with the
+    request's own headers and its Content-Range made whole); the storage's answer read whole. BackendError when
+    the storage does not answer."""
     backend = handler.limits.backend
-    headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in HOP and k.lower() != "content-range"]
-    headers += [("Host", backend.netloc), ("Content-Length", str(total)), ("Content-Range", content_range_of(total))]
+    kept = [(k, v) for k, v in handler.headers.items()
+            if k.lower() not in HOP and k.lower() not in ("content-range", "content-type")]
+    if session.media_type is not None:
+        bucket, _, name = session.key.partition("/")
+        method = "POST"
+        path = f"/upload/storage/v1/b/{quote(bucket, safe='')}/o?uploadType=media&name={quote(name, safe='')}"
+        headers = kept + [("Content-Type", session.media_type)]
+    else:
+        method, path = "PUT", handler.path
+        headers = kept + [(k, v) for k, v in handler.headers.items() if k.lower() == "content-type"]
+        headers.append(("Content-Range", content_range_of(total)))
+    headers += [("Host", backend.netloc), ("Content-Length", str(total))]
     conn, _ = backend.acquire(pooled=False)
     try:
-        conn.putrequest("PUT", handler.path, skip_host=True, skip_accept_encoding=True)
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for name, value in headers:
             conn.putheader(name, value)
         conn.endheaders()
@@ -151,4 +184,6 @@ def _write_object(handler, session: Session, total: int) -> Stored:
         conn.close()
         raise BackendError(f"{type(exc).__name__}: {exc}") from exc
     finish(backend, conn, resp)
+    if session.media_type is not None and stored.status == 200 and total:
+        stored.headers.append(("Range", range_header(total)))  # what the storage's session would have answered
     return stored

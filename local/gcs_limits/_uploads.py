@@ -115,10 +115,11 @@ class Session:
     storage's answer. Requests of one session are served one at a time (`lock`)."""
 
     def __init__(self, upload_id: str, key: str, conditions: dict[str, str], directory: Callable[[], str],
-                 now: float):
+                 now: float, media_type: str | None = None):
         self.upload_id = upload_id
         self.key = key  # bucket/name, charged for the commit
         self.conditions = conditions
+        self.media_type = media_type  # set: the commit may be a media upload of this content type (`_resumable`)
         self.lock = threading.Lock()
         self.held = 0
         self.total: int | None = None
@@ -212,8 +213,8 @@ class Sessions:
                 self._directory = tempfile.mkdtemp(prefix="gcs-limits-uploads-")
             return self._directory
 
-    def open(self, upload_id: str, key: str, conditions: dict[str, str]) -> Session:
-        session = Session(upload_id, key, conditions, lambda: self.directory, self._clock())
+    def open(self, upload_id: str, key: str, conditions: dict[str, str], media_type: str | None = None) -> Session:
+        session = Session(upload_id, key, conditions, lambda: self.directory, self._clock(), media_type)
         with self._lock:
             self._table[upload_id] = session
             over = len(self._table) - MAX_SESSIONS

@@ -13,7 +13,8 @@ import pytest
 from google.api_core import exceptions
 from google.cloud.storage.exceptions import InvalidResponse
 
-from local.gcs_limits import start_server
+from local.gcs_limits import _proxy, start_server
+from local.gcs_limits._resumable import media_upload_type
 from tests.functional.gcs_limits._support import call, counts, make_client
 
 pytestmark = pytest.mark.functional
@@ -61,6 +62,49 @@ def test_a_multi_chunk_upload_arrives_intact_with_its_metadata_and_the_storage_s
         assert stored.download_as_bytes() == data
         assert counts(proxy, bucket, "out/rows.csv")["writes"] == 1
         assert os.listdir(proxy.spool_dir) == []  # committed: the spooled bytes are gone
+
+
+def test_an_upload_that_sets_only_its_name_and_content_type_is_committed_as_a_media_upload_of_the_same_object(
+        raw_gcs, monkeypatch):
+    chosen = []
+    monkeypatch.setattr(_proxy, "media_upload_type", lambda *args: chosen.append(media_upload_type(*args)) or
+                        chosen[-1])
+    with start_server(raw_gcs.url, rate_per_object=0) as inner, start_server(inner.url) as proxy:
+        bucket = make_client(proxy.url).create_bucket(f"up-{os.urandom(5).hex()}")
+        data = os.urandom(CHUNK) * 2 + b"tail"
+        plain, tagged = bucket.blob("out/plain.jsonl"), bucket.blob("out/tagged.jsonl")
+        tagged.metadata = {"run": "r1"}
+        inner.reset_stats()
+        for blob in (plain, tagged):
+            with blob.open("wb", chunk_size=CHUNK, content_type="application/x-ndjson") as writer:
+                writer.write(data)
+        # Both proxies decide at each start (the inner one answers first); custom metadata keeps the session.
+        assert chosen == ["application/x-ndjson", "application/x-ndjson", None, None]
+        assert inner.stats()["totals"]["requests"] == 4  # each: the session's start and one write
+        a, b = bucket.get_blob("out/plain.jsonl"), bucket.get_blob("out/tagged.jsonl")
+        same = ("size", "content_type", "md5_hash", "crc32c", "metageneration", "storage_class")
+        assert [getattr(a, f) for f in same] == [getattr(b, f) for f in same]
+        assert (a.metadata, b.metadata) == (None, {"run": "r1"})
+        assert a.download_as_bytes() == data
+
+
+@pytest.mark.parametrize(("body", "query", "header", "wanted"), [
+    (b'{"name": "a"}', {"uploadType": "resumable"}, "application/x-ndjson", "application/x-ndjson"),
+    (b'{"name": "a", "contentType": "text/csv"}', {"uploadType": "resumable", "ifGenerationMatch": "0"}, None,
+     "text/csv"),
+    (b'{"name": "a", "contentType": "text/csv"}', {"uploadType": "resumable"}, "text/csv", "text/csv"),
+    (None, {"uploadType": "resumable", "name": "a"}, "text/plain", "text/plain"),
+    (b'{"name": "a", "contentType": "text/csv"}', {"uploadType": "resumable"}, "text/plain", None),  # which wins?
+    (b'{"name": "a"}', {"uploadType": "resumable"}, None, None),  # the storage's default type
+    (b'{"name": "a", "metadata": {"k": "v"}}', {"uploadType": "resumable"}, "text/plain", None),
+    (b'{"name": "a", "cacheControl": "no-store"}', {"uploadType": "resumable"}, "text/plain", None),
+    (b'{"name": "a"}', {"uploadType": "resumable", "predefinedAcl": "publicRead"}, "text/plain", None),
+    (b'{"name": "a", "contentType": 5}', {"uploadType": "resumable"}, None, None),
+    (b'not json', {"uploadType": "resumable"}, "text/plain", None),
+    (b'[1]', {"uploadType": "resumable"}, "text/plain", None),
+])
+def test_a_commit_is_a_media_upload_only_when_the_start_set_nothing_else(body, query, header, wanted):
+    assert media_upload_type(body, query, header) == wanted
 
 
 def test_a_status_query_mid_session_names_the_bytes_held_and_a_committed_session_answers_its_object(
