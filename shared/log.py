@@ -54,6 +54,8 @@ EVENTS: dict[str, str] = {
     "job.lookup_failed": "looking a job up by label failed; nothing is concluded from it",
     "job.lost": "a reservation was adopted by a poller while its creator still worked",
     "job.skipped": "a queued entry whose part must not run (any more) was dropped",
+    "job.cancelled": "a job created while its run was being cancelled was cancelled right after the create",
+    "job.cancel_failed": "cancelling such a job failed: it runs to its end, its rows still counted once",
     "job.rejected": "Vertex refused the job for good; its rows go to errors",
     "job.unknown": "a job-finished message names a run or part that does not exist",
     "poll.tick": "one poll tick's summary (active, queued, finished, adopted, started)",

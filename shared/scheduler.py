@@ -377,6 +377,8 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False, slots: 
         return "pending"
     p.checkpoint("scheduler.created")
     _mark_job(p, run, part, job.name)
+    if outcome == "created":
+        _stop_if_cancelled(p, qid, job)
     # A create worked: lift the model's throttle if there was one (the slots seen before the create tell; one
     # set since by another poller's 429 lapses by its own back-off).
     if reservation.get("model") in (slots if slots is not None else read_slots(p))["throttled"]:
@@ -384,6 +386,28 @@ def start_job(p: Pipeline, qid: str, token: str, *, adopt: bool = False, slots: 
     log.info("job.submitted", f"{qid} is Vertex job {job.job_id} ({outcome})", run=run, job=job.job_id,
              input=record.value["input"]["uri"], part=part, rows=entry["rows"])
     return outcome
+
+
+def _stop_if_cancelled(p: Pipeline, qid: str, job: JobInfo) -> None:
+    """Cancel a job just created for a run an operator cancelled since this tick read its record.
+
+    `cancel.cancel` marks the record, then cancels the run's jobs it lists at Vertex. A create that lands
+    after that listing would run unseen (billed for rows already written off as CANCELLED). Reading the record
+    after the create closes the gap: a cancel marked before this read is seen here, and one marked after it
+    lists this job. The part itself needs nothing: the cancel announced it, or Vertex will end the job
+    CANCELLED and poll announces it as any other."""
+    run, part = layout.split_queue_id(qid)
+    found = p.store.read_json(p.work_bucket, layout.run_state_name(run))
+    if found is None or not found.value.get("cancelled"):
+        return
+    try:
+        p.vertex.cancel(job.name)
+    except VertexError as exc:  # the job then runs to its end; its rows are counted once all the same
+        log.warning("job.cancel_failed", f"{qid}: run {run} was cancelled while Vertex job {job.job_id} was "
+                    f"being created, and cancelling the job failed: {exc}", run=run, job=job.job_id)
+        return
+    log.warning("job.cancelled", f"{qid}: run {run} was cancelled while Vertex job {job.job_id} was being "
+                "created; the job was cancelled", run=run, job=job.job_id, part=part)
 
 
 def _denied(p: Pipeline, qid: str, token: str, reservation: dict[str, Any], exc: VertexDeniedError) -> str:

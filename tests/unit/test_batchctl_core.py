@@ -10,7 +10,7 @@ import pytest
 
 from batchctl import _pricing
 from batchctl._exit import Exit, Failed, describe, exit_code
-from shared import cancellation, layout, runindex, runstate, scheduler, verify
+from shared import cancel, cancellation, layout, runindex, runstate, scheduler, verify
 from shared.errors import ConfigError, PermanentError, StateConflictError, TransientError, VertexTransientError
 from shared.lines import iter_lines
 from shared.storage import mutate_json
@@ -209,6 +209,34 @@ def test_the_scheduler_announces_a_queued_part_of_a_cancelled_run_instead_of_cre
     world.settle(["q"])
     report = orjson.loads(world.store.read_bytes("out-bucket", "reports/q.json"))
     assert report["rows"]["failedByReason"] == {"CANCELLED": 2}
+
+
+@pytest.mark.parametrize("cancel_fails", [False, True])
+def test_a_cancel_that_lists_the_jobs_while_one_is_being_created_still_stops_it(cancel_fails):
+    # Submit read the run record before the cancel; the cancel lists the run's jobs before the create lands.
+    # The record is read again after the create, and the job just made is cancelled.
+    world = World(MAX_ROWS_PER_JOB=10)
+    create = world.vertex.create
+    cancelled = []
+
+    def create_after_a_cancel(**kwargs):
+        run = kwargs["labels"]["run"]
+        cancelled.append(cancel.cancel(world.p, run, reason="changed my mind"))
+        if cancel_fails:
+            world.vertex.cancel = lambda name: (_ for _ in ()).throw(VertexTransientError("503"))
+        return create(**kwargs)
+
+    world.vertex.create = create_after_a_cancel
+    world.drop("incoming/late.jsonl", b"\n".join(lines(3)) + b"\n")
+    assert not cancelled[0].jobs and cancelled[0].parts == ("p0001-a1",)  # no job yet: the part is announced
+    [job] = world.vertex.jobs.values()
+    assert job["state"] == ("JOB_STATE_PENDING" if cancel_fails else "JOB_STATE_CANCELLED")
+    world.settle(["late"])
+    report = orjson.loads(world.store.read_bytes("out-bucket", "reports/late.json"))
+    rows = report["rows"]
+    assert rows["total"] == rows["succeeded"] + rows["failed"] == 3 and len(world.vertex.jobs) == 1
+    # A job left running (its cancel failed) and done before the part is collected gives its rows: once.
+    assert rows["failedByReason"] == ({} if cancel_fails else {"CANCELLED": 3})
 
 
 def test_the_cancelled_transition_is_once_and_only_while_work_remains():
