@@ -16,12 +16,11 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
 
+from bench._servers import spawn, stop
 from local import gcs
 from local.gcs_limits import start_server
 
@@ -134,23 +133,21 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the object downloaded and uploaded")
     parser.add_argument("--calls", type=int, default=2000, help="metadata calls per measurement")
     parser.add_argument("--threads", type=int, default=16, help="concurrent clients")
     parser.add_argument("--in-process", action="store_true", help="run the proxy in this process")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     fake = gcs.start()
     proxy = process = None
-    if args.in_process:
-        proxy = start_server(fake.url, rate_per_object=0)
-        proxy_url = proxy.url
-    else:
-        process = subprocess.Popen([sys.executable, "-m", "local.gcs_limits", "--backend", fake.url,
-                                    "--rate-per-object", "0"], stdout=subprocess.PIPE, text=True)
-        proxy_url = process.stdout.readline().strip()
     try:
+        if args.in_process:
+            proxy = start_server(fake.url, rate_per_object=0)
+            proxy_url = proxy.url
+        else:
+            process, proxy_url = spawn(["local.gcs_limits", "--backend", fake.url, "--rate-per-object", "0"])
         conn = _conn(fake.url)
         _call(conn, "POST", "/storage/v1/b?project=bench", body=json.dumps({"name": BUCKET}).encode(),
               headers={"Content-Type": "application/json"})
@@ -176,9 +173,7 @@ def main() -> None:
     finally:
         if proxy:
             proxy.stop()
-        if process:
-            process.terminate()
-            process.wait(timeout=10)
+        stop(process)
         fake.stop()
 
 

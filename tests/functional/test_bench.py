@@ -60,3 +60,12 @@ def test_the_input_maker_writes_valid_request_lines_of_the_size_asked(tmp_path):
     lines = path.read_bytes().splitlines()
     assert rows == len(lines) and path.stat().st_size >= 50_000
     assert all("request" in orjson.loads(line) for line in lines)
+
+
+def test_the_limits_proxy_benchmark_runs_at_a_tiny_scale():
+    done = subprocess.run([sys.executable, "-m", "bench.gcs_limits", "--mb", "1", "--calls", "60", "--threads", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["proxy"] == "own process" and doc["proxy_peak_rss_mb"] > 0
+    assert all(doc[key]["direct"] and doc[key]["proxy"] for key in ("upload_mb_s", "download_mb_s"))
