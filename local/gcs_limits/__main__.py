@@ -8,14 +8,12 @@ unknown host): one line on stderr names host:port, no traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-import threading
 
+from local._serving import serve_until_stopped
 from local.gcs_limits._server import start_server
-from local.gcs_limits._switches import ENV_PREFIX, SPECS, SwitchError, coerce, from_env
+from local.gcs_limits._switches import ENV_PREFIX, SPECS, coerce, from_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,31 +34,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not args.backend:
         parser.error(f"--backend is required (or {ENV_PREFIX}BACKEND)")
-    try:
-        switches = from_env(os.environ)
-        for name in SPECS:
-            value = getattr(args, name)
-            if value is not None:
-                switches[name] = coerce(name, value)
-        proxy = start_server(args.backend, args.host, args.port, **switches)
-    except (SwitchError, ValueError) as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
-        print(f"{parser.prog}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(proxy.url, flush=True)
-    while not stop.wait(1.0):
-        pass
-    proxy.stop()
-    return 0
+
+    def start(switches: dict):
+        return start_server(args.backend, args.host, args.port, **switches)
+
+    return serve_until_stopped(parser, args, start, switches=SPECS, from_env=from_env, coerce=coerce)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from __future__ import annotations
 import http.client
 import logging
 import re
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
+from local import _serving
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
 from local.gcs_limits._relay import finish, relay
@@ -43,24 +43,10 @@ DRAIN_LIMIT = 64 * 1024 * 1024  # a refused body up to this is read and dropped;
 _MUTATING = (Kind.MUTATION, Kind.MULTIPART)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: without this, +40 ms a call
+class Handler(_serving.Handler):
     server_version = "GcsLimits/1.0"
+    access_log = log
     limits: Limits  # set on the subclass the server builds
-
-    def setup(self):
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, fmt, *args):
-        log.debug("%s " + fmt, self.address_string(), *args)
 
     def do_GET(self):
         self.serve("GET")

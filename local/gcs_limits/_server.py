@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-from http.server import ThreadingHTTPServer
 from typing import Any
 
+from local import _serving
 from local.gcs_limits._proxy import Handler
 from local.gcs_limits._state import Limits
 from local.gcs_limits._switches import Switches
@@ -16,7 +14,7 @@ from local.gcs_limits._wire import Backend
 REAP_EVERY = 1.0  # seconds between sweeps of abandoned upload sessions
 
 
-class Server(ThreadingHTTPServer):
+class Server(_serving.Server):
     """Stdlib threaded HTTP/1.1 server: one thread per client connection, blocking streams in each.
 
     Chosen over asyncio after measuring both (see README.md, "Cost"): it streams large objects faster and keeps
@@ -24,35 +22,13 @@ class Server(ThreadingHTTPServer):
     what the pipeline makes.
     """
 
-    daemon_threads = True
-    allow_reuse_address = True  # skips TIME_WAIT only: a port someone listens on still fails to bind
     request_queue_size = 1024
 
     def __init__(self, address, limits: Limits):
-        handler = type("BoundHandler", (Handler,), {"limits": limits})
-        self._conns: set = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def track(self, conn, alive: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if alive else self._conns.discard)(conn)
-
-    def close_connections(self) -> None:
-        """Drop client connections so no handler thread serves a request after stop."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        super().__init__(address, Handler, limits=limits)
 
 
-class GcsLimits:
+class GcsLimits(_serving.Running):
     """A running proxy in front of one Cloud Storage endpoint (fake-gcs-server locally).
 
     `url` is what clients use as their endpoint (`STORAGE_EMULATOR_HOST`, or `client_options={"api_endpoint":
@@ -62,10 +38,8 @@ class GcsLimits:
     def __init__(self, backend_url: str, host: str = "127.0.0.1", port: int = 0, switches: dict | None = None):
         self._limits = Limits(Backend(backend_url), Switches(switches))
         self._server = Server((host, port), self._limits)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="gcs-limits-http", daemon=True)
+        self._server.start("gcs-limits-http")
         self._reaper = threading.Thread(target=self._reap, name="gcs-limits-uploads", daemon=True)
-        self._thread.start()
         self._reaper.start()
         self._stopped = False
 
@@ -74,18 +48,6 @@ class GcsLimits:
         limits = self._limits
         while not limits.stopping.wait(REAP_EVERY):
             limits.uploads.expire(limits.switches.get("upload_session_seconds"))
-
-    @property
-    def host(self) -> str:
-        return self._server.server_address[0]
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return self._server.url
 
     @property
     def backend_url(self) -> str:
@@ -122,19 +84,10 @@ class GcsLimits:
             return
         self._stopped = True
         self._limits.stopping.set()
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
+        self._server.stop()
         self._limits.backend.close()
-        self._thread.join(timeout=5)
         self._reaper.join(timeout=5)
         self._limits.uploads.close()
-
-    def __enter__(self) -> GcsLimits:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_server(backend_url: str, host: str = "127.0.0.1", port: int = 0, **switches: Any) -> GcsLimits:

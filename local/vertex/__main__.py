@@ -8,14 +8,12 @@ address cannot be bound (port in use, unknown host): one line on stderr names ho
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-import threading
 
+from local._serving import serve_until_stopped
 from local.vertex._server import start_server
-from local.vertex._switches import SPECS, SwitchError, coerce, from_env
+from local.vertex._switches import SPECS, coerce, from_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,30 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        switches = from_env(os.environ)
-        for name in SPECS:
-            value = getattr(args, name)
-            if value is not None:
-                switches[name] = coerce(name, value)
-        emulator = start_server(args.host, args.port, workers=args.workers, switches=switches, seed=args.seed,
-                                project=args.project)
-    except (SwitchError, ValueError) as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
-        print(f"{parser.prog}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(emulator.url, flush=True)
-    while not stop.wait(1.0):
-        pass
-    emulator.stop()
-    return 0
+
+    def start(switches: dict):
+        return start_server(args.host, args.port, workers=args.workers, switches=switches, seed=args.seed,
+                            project=args.project)
+
+    return serve_until_stopped(parser, args, start, switches=SPECS, from_env=from_env, coerce=coerce)
 
 
 if __name__ == "__main__":

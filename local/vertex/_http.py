@@ -22,17 +22,15 @@ next request.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import re
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from local import _serving
 from local.vertex._errors import STATUS_FOR_HTTP, ApiError, fault_error
 from local.vertex._switches import SwitchError, Switches
 
@@ -96,26 +94,12 @@ def _job_name(name: str) -> str:
     return name
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: without this, +40 ms a call
+class Handler(_serving.Handler):
     server_version = "VertexBatchEmulator/1.0"
+    access_log = log
     api: Api  # set on the subclass the server builds
 
     # --- plumbing -----------------------------------------------------------------------------------
-    def setup(self):
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, fmt, *args):
-        log.debug("%s " + fmt, self.address_string(), *args)
-
     def send_json(self, status: int, payload) -> None:
         body = orjson.dumps(payload)
         try:
@@ -334,25 +318,8 @@ def _too_large() -> ApiError:
     return ApiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {MAX_BODY} bytes.")
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class Server(_serving.Server):
     request_queue_size = 256
 
     def __init__(self, address, api: Api):
-        handler = type("BoundHandler", (Handler,), {"api": api})
-        self._conns: set = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def track(self, conn, alive: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if alive else self._conns.discard)(conn)
-
-    def close_connections(self) -> None:
-        """Drop keep-alive connections so no handler thread serves a request after stop."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        super().__init__(address, Handler, api=api)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from local import _serving
 from local.vertex._gcs import Storage
 from local.vertex._http import Api, Server
 from local.vertex._runner import Runner
@@ -12,7 +12,7 @@ from local.vertex._store import JobStore
 from local.vertex._switches import Switches
 
 
-class VertexEmulator:
+class VertexEmulator(_serving.Running):
     """A running Vertex AI batch prediction emulator (state in memory only).
 
     `url` is the base URL for `HttpOptions(base_url=...)`; switches are read and changed with
@@ -31,22 +31,8 @@ class VertexEmulator:
         except OSError:
             self._runner.stop()
             raise
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="vertex-http", daemon=True)
-        self._thread.start()
+        self._server.start("vertex-http")
         self._stopped = False
-
-    @property
-    def host(self) -> str:
-        return self._server.server_address[0]
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def switches(self) -> dict[str, Any]:
         return self._switches.as_json()
@@ -65,17 +51,8 @@ class VertexEmulator:
             return
         self._stopped = True
         self._api.stopping.set()
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
+        self._server.stop()
         self._runner.stop()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> VertexEmulator:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_server(host: str = "127.0.0.1", port: int = 0, *, workers: int = 8,
