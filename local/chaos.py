@@ -15,20 +15,19 @@ has no report or the books do not balance.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from local._steps import buckets, drop, gather, logged_events, start
 from local._table import text_table
-from local.accounting import check, check_jobs, expected_rows
-from local.cloud import REPO_ROOT, LocalCloud, storage_client, vertex_jobs
+from local.accounting import check_books, expected_rows
+from local.cloud import REPO_ROOT, LocalCloud
 
-PIPELINE_LABEL = "gemini-batch-pipeline"
+PREFIX = "chaos/"  # the files' folder under the input prefix, and so under reports/
 # Events worth counting after the storm: repairs, runs given up on, messages that ran out of deliveries.
 WATCHED_EVENTS = ("run.repaired", "run.stuck", "message.dead_lettered")
 
@@ -45,16 +44,6 @@ def make_file(index: int, rows: int) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _events(cloud: LocalCloud) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for name in ("submit", "poll", "collect", "reconcile"):
-        for line in cloud.logs(name).splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    counts[json.loads(line).get("event", "")] += 1
-    return counts
-
-
 def _wall(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
@@ -64,30 +53,17 @@ def run(args) -> int:
     cloud = LocalCloud(args.workdir, function_env=env_overrides, tick_seconds=args.tick,
                        vertex_args=[f"--run-latency={args.run_latency}"], function_timeout=args.function_timeout)
     try:
-        print("starting the local cloud ...", flush=True)
-        started = time.monotonic()
-        try:
-            env = cloud.start()
-        except Exception as exc:  # the message says what is missing or shows the logs
-            print(f"FAILED: {exc}")
+        env = start(cloud)
+        if env is None:
             return 1
-        print(f"local cloud up in {time.monotonic() - started:.1f}s (logs: {args.workdir / 'logs'})")
-        gcs = storage_client(env)
-        inbound, outbound = gcs.bucket(env["INPUT_BUCKET"]), gcs.bucket(env["OUTPUT_BUCKET"])
-        files = {f"chaos/f{i:02d}": make_file(i, args.rows) for i in range(1, args.files + 1)}
+        gcs, inbound, outbound = buckets(env)
+        files = {f"f{i:02d}": make_file(i, args.rows) for i in range(1, args.files + 1)}
         expected = {rel: expected_rows(data) for rel, data in files.items()}
 
         chaos = cloud.chaos(args.every, args.duration, seed=args.seed)
         print(f"chaos: killing a random function instance every ~{args.every:g}s for {args.duration:g}s")
         first_drop = time.time()
-
-        def drop(item: tuple[str, bytes]) -> tuple[str, int]:
-            blob = inbound.blob(f"{env['INPUT_PREFIX']}{item[0]}.jsonl")
-            blob.upload_from_string(item[1], content_type="application/x-ndjson")
-            return item[0], blob.generation
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            generations = dict(pool.map(drop, files.items()))
+        generations = drop(inbound, files, f"{env['INPUT_PREFIX']}{PREFIX}")
         print(f"dropped {len(files)} files of {args.rows} rows in {time.time() - first_drop:.1f}s; "
               f"waiting for reports ", end="", flush=True)
 
@@ -98,12 +74,7 @@ def run(args) -> int:
                 deadline = time.monotonic() + args.timeout  # the clock starts at the last kill, give or take
             if deadline is not None and time.monotonic() > deadline:
                 break
-            for blob in gcs.list_blobs(outbound, prefix="reports/chaos/"):
-                rel = blob.name.removeprefix("reports/").removesuffix(".json")
-                if rel in files and rel not in reports:
-                    doc = json.loads(blob.download_as_bytes())
-                    if doc.get("input", {}).get("generation") == str(generations[rel]):
-                        reports[rel] = doc
+            gather(gcs, outbound, generations, reports, PREFIX)
             print(".", end="", flush=True)
             time.sleep(1.0)
         print()
@@ -124,22 +95,20 @@ def _summarise(args, cloud, env, outbound, files, expected, reports, chaos, firs
     problems: list[str] = []
     table = [("file", "rows", "succeeded", "failed", "parts", "vertex jobs", "books")]
     for rel in files:
+        name = f"{PREFIX}{rel}"
         report = reports.get(rel)
         if report is None:
-            problems.append(f"{rel}: no report")
-            table.append((f"{rel}.jsonl", str(len(expected[rel])), "-", "-", "-", "-", "NO REPORT"))
+            problems.append(f"{name}: no report")
+            table.append((f"{name}.jsonl", str(len(expected[rel])), "-", "-", "-", "-", "NO REPORT"))
             continue
-        jobs = vertex_jobs(env, pipeline=PIPELINE_LABEL, run=report["run"])
-        found = check(rel, expected[rel], report, outbound.blob(f"results/{rel}.jsonl").download_as_bytes(),
-                      outbound.blob(f"errors/{rel}.jsonl").download_as_bytes())
-        found += check_jobs(rel, report, jobs)
+        found, jobs = check_books(env, outbound, name, expected[rel], report)
         problems += found
         rows = report["rows"]
-        table.append((f"{rel}.jsonl", str(rows["total"]), str(rows["succeeded"]), str(rows["failed"]),
+        table.append((f"{name}.jsonl", str(rows["total"]), str(rows["succeeded"]), str(rows["failed"]),
                       str(len(report["jobs"])), str(len(jobs)), "ok" if not found else "WRONG"))
     print(text_table(table))
 
-    events = _events(cloud)
+    events = logged_events(cloud)
     finished = [_wall(r["finished"]) for r in reports.values()]
     print(f"files: {len(files)}, reported: {len(reports)}")
     print(f"rows: {sum(map(len, expected.values()))}")

@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from local._steps import buckets, start
 from local._table import text_table
 from local.accounting import check, expected_rows
-from local.cloud import REPO_ROOT, LocalCloud, storage_client
+from local.cloud import REPO_ROOT, LocalCloud
 
 SAMPLES = REPO_ROOT / "samples"
 PLACEHOLDER = b"{INPUT_BUCKET}"
@@ -46,16 +47,10 @@ def run(args) -> int:
                        tick_seconds=args.tick, functions_source=args.functions_source,
                        vertex=not args.no_vertex)
     try:
-        started = time.monotonic()
-        print("starting the local cloud ...", flush=True)
-        try:
-            env = cloud.start()
-        except Exception as exc:  # the message says what is missing or shows the logs
-            print(f"FAILED: {exc}")
+        env = start(cloud)
+        if env is None:
             return 1
-        print(f"local cloud up in {time.monotonic() - started:.1f}s (logs: {args.workdir / 'logs'})")
-        gcs = storage_client(env)
-        inbound, outbound = gcs.bucket(env["INPUT_BUCKET"]), gcs.bucket(env["OUTPUT_BUCKET"])
+        gcs, inbound, outbound = buckets(env)
         prefix = env["INPUT_PREFIX"]
 
         for image in sorted((args.samples / "media").glob("*")):

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from local.cloud import LocalCloud, storage_client, vertex_jobs
-from shared.verify import check, check_jobs, expected_rows
-
-PIPELINE_LABEL = "gemini-batch-pipeline"
+from local._steps import buckets, drop, gather, logged_events
+from local.accounting import check_books, expected_rows
+from local.cloud import LocalCloud
 
 
 def make_file(index: int, rows: int, *, bad_every: int = 0) -> bytes:
@@ -56,28 +54,15 @@ def burst(cloud: LocalCloud, files: Mapping[str, bytes], *, timeout: float, pref
           cap: int | None = None) -> Outcome:
     """Drop every file at once (8 uploads in flight), wait for every report, check everything."""
     env = cloud.env
-    gcs = storage_client(env)
-    inbound, outbound = gcs.bucket(env["INPUT_BUCKET"]), gcs.bucket(env["OUTPUT_BUCKET"])
+    gcs, inbound, outbound = buckets(env)
     cloud.storage_stats(reset=True)
     cloud.vertex_stats(reset=True)
     started = time.monotonic()
-
-    def drop(item: tuple[str, bytes]) -> tuple[str, int]:
-        blob = inbound.blob(f"{env['INPUT_PREFIX']}{prefix}{item[0]}.jsonl")
-        blob.upload_from_string(item[1], content_type="application/x-ndjson")
-        return item[0], blob.generation
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        generations = dict(pool.map(drop, files.items()))
+    generations = drop(inbound, files, f"{env['INPUT_PREFIX']}{prefix}")
     reports: dict[str, dict] = {}
     deadline = started + timeout
     while len(reports) < len(files) and time.monotonic() < deadline:
-        for blob in gcs.list_blobs(outbound, prefix=f"reports/{prefix}"):
-            rel = blob.name.removeprefix(f"reports/{prefix}").removesuffix(".json")
-            if rel in files and rel not in reports:
-                doc = json.loads(blob.download_as_bytes())
-                if doc.get("input", {}).get("generation") == str(generations[rel]):
-                    reports[rel] = doc
+        gather(gcs, outbound, generations, reports, prefix)
         time.sleep(0.5)
     seconds = time.monotonic() - started
     outcome = Outcome(files=len(files), rows=0, seconds=seconds, reported=len(reports))
@@ -88,28 +73,13 @@ def burst(cloud: LocalCloud, files: Mapping[str, bytes], *, timeout: float, pref
         if report is None:
             outcome.problems.append(f"{prefix}{rel}: no report after {timeout:.0f}s")
             continue
-        name = f"{prefix}{rel}"
-        outcome.problems += check(name, expected, report, outbound.blob(f"results/{name}.jsonl").download_as_bytes(),
-                                  outbound.blob(f"errors/{name}.jsonl").download_as_bytes())
-        jobs = vertex_jobs(env, pipeline=PIPELINE_LABEL, run=report["run"])
+        found, jobs = check_books(env, outbound, f"{prefix}{rel}", expected, report)
+        outcome.problems += found
         outcome.jobs += len(jobs)
-        outcome.problems += check_jobs(name, report, jobs)
     outcome.peak_active_jobs = int(cloud.vertex_stats().get("peakActive", 0))
     if cap is not None and outcome.peak_active_jobs > cap:
         outcome.problems.append(f"{outcome.peak_active_jobs} Vertex jobs were active at once, above the cap {cap}")
     outcome.storage = cloud.storage_stats()
-    outcome.events = _events(cloud)
+    outcome.events = logged_events(cloud)
     return outcome
 
-
-def _events(cloud: LocalCloud) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in ("submit", "poll", "collect", "reconcile"):
-        for line in cloud.logs(name).splitlines():
-            if line.startswith("{"):
-                try:
-                    event = json.loads(line).get("event", "")
-                except ValueError:
-                    continue
-                counts[event] = counts.get(event, 0) + 1
-    return counts

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 from local._table import text_table
-from local.cloud import LocalCloud
+from local.cloud import FUNCTIONS, LocalCloud
 from local.load import Outcome, burst, make_file
 
 FAULTS = ["--commit-then-503=0.05", "--random-429=0.02", "--random-503=0.02"]
-FUNCTIONS = ("submit", "poll", "collect", "reconcile")
 
 
 def _scenario(name: str, args, files: dict[str, bytes], storage_args: list[str]) -> Outcome:
