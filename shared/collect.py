@@ -12,7 +12,6 @@ All outputs are written under names derived from (run, part): a replayed event r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -21,6 +20,7 @@ import orjson
 
 from shared import cancellation, harvest, joining, layout, log, lost_input, prediction_lines, runstate
 from shared.errors import BadEventError
+from shared.lines import iter_lines
 from shared.pipeline import Pipeline
 from shared.progress import resume
 from shared.storage import change_json
@@ -167,15 +167,13 @@ def _outputs(p: Pipeline, prefix: str) -> list[tuple[str, int]]:
         after = page[-1].name
 
 
-def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack, tally: _Tally,
-                  settled: Callable[[int], bool]) -> tuple[Any, joining.Failure | None]:
-    """The part's staged lines (the staged part's without those of `settled` rows), and the failure that
-    replaces the job's for rows that did not come back when they cannot be sent again (None: the usual rules
-    apply)."""
+def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack,
+                  tally: _Tally) -> tuple[Any, joining.Failure | None]:
+    """The part's staged lines, and the failure that replaces the job's for rows that did not come back
+    when they cannot be sent again (None: the usual rules apply)."""
     staged = layout.staged_name(msg.run, msg.part)
     try:
-        stream = stack.enter_context(p.store.open_read(p.work_bucket, staged))
-        return prediction_lines.unsettled_lines(stream, settled), None
+        return iter_lines(stack.enter_context(p.store.open_read(p.work_bucket, staged))), None
     except ObjectMissing:
         pass
     rebuilt = lost_input.restaged_lines(p, record, msg.part, stack)
@@ -205,21 +203,19 @@ def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int,
     missing_stage = "job" if msg.state == "JOB_STATE_FAILED" else "missing"
     retry_writer: IO[bytes] | None = None
     retry_rows = retry_bytes = 0
-
-    def succeeded(row: int) -> bool:
-        return row in seen and row not in failures
-
-    # Most rows succeeded: their staged lines are passed over by their first bytes, never parsed.
-    lines, lost = _staged_lines(p, record, msg, stack, tally, succeeded)
+    lines, lost = _staged_lines(p, record, msg, stack, tally)
     if lost is not None:
         job_failure, missing_stage = lost, "missing"
     for raw in lines:
         if not raw:
             continue
+        row = prediction_lines.staged_row(raw)  # most rows succeeded: their lines are never parsed
+        if row is not None and row in seen and row not in failures:
+            continue  # succeeded
         record = orjson.loads(raw)
         row = joining.row_of(record)
-        if succeeded(row):
-            continue
+        if row in seen and row not in failures:
+            continue  # succeeded
         failure, stage = (failures[row], "prediction") if row in seen else (job_failure, missing_stage)
         if failure.retryable and attempt < max_attempts and lost is None and not cancelled:
             if retry_writer is None:

@@ -20,11 +20,12 @@ class TooLong(bytes):
     length: int
 
 
-def iter_blocks(stream: IO[bytes], max_line: int = MAX_LINE_BYTES,
-                read_size: int = READ_SIZE) -> Iterator[tuple[bytes, int]]:
-    """The stream as runs of whole lines: (data, end) where data[:end] is one or more lines, each ending in a
-    newline (one is added to a last line without one). A line over `max_line` comes alone as (TooLong preview,
-    -1). Slicing is left to the caller, so a reader that wants few of the lines copies only those."""
+def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE_BYTES, read_size: int = READ_SIZE) -> Iterator[bytes]:
+    """Yield every physical line (without its newline); an overlong line yields a TooLong preview.
+
+    Line numbers are the caller's enumerate(..., 1): one item per physical line, including blank ones and a
+    last line without a newline (but not an empty remainder after a final newline).
+    """
     pending = b""
     skipping: TooLong | None = None
     while True:
@@ -37,39 +38,23 @@ def iter_blocks(stream: IO[bytes], max_line: int = MAX_LINE_BYTES,
                 skipping.length += len(chunk)
                 continue
             skipping.length += cut
-            yield skipping, -1
+            yield skipping
             skipping = None
             chunk = chunk[cut + 1:]
         data = pending + chunk if pending else chunk
-        end = data.rfind(b"\n") + 1
-        if end:
-            yield data, end
-            pending = data[end:]
-        else:
-            pending = data
+        start = 0
+        while True:
+            cut = data.find(b"\n", start)
+            if cut < 0:
+                break
+            yield data[start:cut]
+            start = cut + 1
+        pending = data[start:]
         if len(pending) > max_line:
             skipping = TooLong(pending[:16 * 1024])
             skipping.length = len(pending)
             pending = b""
     if skipping is not None:
-        yield skipping, -1
+        yield skipping
     elif pending:
-        yield pending + b"\n", len(pending) + 1
-
-
-def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE_BYTES, read_size: int = READ_SIZE) -> Iterator[bytes]:
-    """Yield every physical line (without its newline); an overlong line yields a TooLong preview.
-
-    Line numbers are the caller's enumerate(..., 1): one item per physical line, including blank ones and a
-    last line without a newline (but not an empty remainder after a final newline).
-    """
-    for data, end in iter_blocks(stream, max_line, read_size):
-        if end < 0:
-            yield data
-            continue
-        find = data.find
-        start = 0
-        while start < end:
-            cut = find(b"\n", start)
-            yield data[start:cut]
-            start = cut + 1
+        yield pending

@@ -4,8 +4,7 @@ A prediction line echoes its whole staged line (the request, often most of its b
 `status` and `response`; collect reads four fields of it. `decode_prediction` decodes only those (msgspec
 skips the rest at C speed, nothing built for it) and returns the same dict `orjson.loads` would give for
 them, so `joining.classify` / `joining.key_of` and every output byte stay as they were. A staged line is
-ours (`joining.staged_line` writes the row id first): `staged_row` reads the row id from its first bytes, and
-`unsettled_lines` gives collect's second pass only the staged lines of rows that did not succeed.
+ours (`joining.staged_line` writes the row id first): `staged_row` reads the row id from its first bytes.
 
 Against `orjson.loads` on the whole line: a line parses to a dict of the same four values, or raises
 `Undecodable` where orjson would, with two exceptions, both in bytes collect neither reads nor writes (the
@@ -20,16 +19,14 @@ Measured (one core, 37,000 prediction lines of ~5 KB, 195 MB): `orjson.loads` pe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 import orjson
 
 from shared.joining import ROW_FIELD
-from shared.lines import READ_SIZE, iter_blocks
 
-__all__ = ["Undecodable", "decode_prediction", "staged_row", "unsettled_lines"]
+__all__ = ["Undecodable", "decode_prediction", "staged_row"]
 
 
 class Undecodable(ValueError):
@@ -48,7 +45,6 @@ assert _FIELDS[0] == ROW_FIELD
 _decode = msgspec.json.Decoder(_Prediction).decode
 _loads = orjson.loads
 _PREFIX = b'{"' + ROW_FIELD.encode() + b'":"r'
-_AFTER_ROW = b",}"  # what follows the row id's closing quote in a staged line
 
 
 def decode_prediction(raw: bytes) -> dict[str, Any]:
@@ -82,8 +78,9 @@ def staged_row(raw: bytes) -> int | None:
 
     The prefix is trusted: a staged line is written only by `joining.staged_line(_raw)`, which puts the row id
     first and nowhere else at the top level (the request is nested under "request"). Looking for a second
-    top-level row id would mean searching every line's bytes (0.1 s of a 174 MB part), for a line only a
-    tampered file has, and a tampered file could as well carry a wrong row number that no search finds."""
+    top-level row id meant searching every line's bytes: collect's pass over a 174 MB staged part took 0.165 s
+    with that search and takes 0.11 s without it, for a line only a tampered file has; and a tampered file could
+    as well carry a wrong row number that no search finds."""
     start = len(_PREFIX)
     if not raw.startswith(_PREFIX):
         return None
@@ -92,30 +89,3 @@ def staged_row(raw: bytes) -> int | None:
         return None
     digits = raw[start:end]
     return int(digits) if digits.isdigit() and digits.isascii() else None
-
-
-def unsettled_lines(stream: IO[bytes], settled: Callable[[int], bool], read_size: int = READ_SIZE) -> Iterator[bytes]:
-    """The staged lines of `stream` that are not blank, except those whose `staged_row` is `settled`, in order.
-
-    Collect's second pass needs only the lines of rows that did not succeed (a few in a hundred): the others are
-    recognised in their block by their first bytes, and never sliced out of it or parsed. 174 MB of staged lines
-    took 0.16 s line by line, and take ~0.05 s here."""
-    start_len = len(_PREFIX)
-    for data, end in iter_blocks(stream, read_size=read_size):
-        if end < 0:  # a line too long to hold: its preview (which will not parse)
-            yield data
-            continue
-        find, startswith = data.find, data.startswith
-        start = 0
-        while start < end:
-            cut = find(b"\n", start)
-            if startswith(_PREFIX, start):
-                close = find(b'"', start + start_len, cut)
-                if close > start + start_len and data[close + 1] in _AFTER_ROW:
-                    digits = data[start + start_len:close]
-                    if digits.isdigit() and digits.isascii() and settled(int(digits)):
-                        start = cut + 1
-                        continue
-            if cut > start:
-                yield data[start:cut]
-            start = cut + 1

@@ -81,8 +81,6 @@ def _whole_line(raw: bytes) -> dict:
 def _parse_every_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prediction_lines, "decode_prediction", _whole_line)
     monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
-    monkeypatch.setattr(prediction_lines, "unsettled_lines",
-                        lambda stream, settled: (raw for raw in lines.iter_lines(stream) if raw))
 
 
 def test_collect_writes_the_same_bytes_as_parsing_every_line_in_full(tmp_path: Path,
@@ -131,28 +129,6 @@ def test_a_prediction_line_is_joined_when_only_bytes_collect_never_reads_are_not
 def test_a_staged_line_is_read_by_its_prefix():
     # Only a tampered staged file names the row id twice at the top level: the prefix is what counts.
     assert prediction_lines.staged_row(b'{"gbp_row":"r6","request":{},"gbp_row":"r18"}') == 6
-
-
-def _staged_file(rng: random.Random) -> bytes:
-    choices = [b'{"gbp_row":"r%d","request":{"t":"%b"}}', b'{"gbp_row":"r%d","gbp_key":"k1","request":{"t":"%b"}}',
-               b'{"gbp_row":"r%d"}%b', b' {"gbp_row":"r%d","request":"%b"}', b'{"gbp_row":"r0%d","x":"%b"}',
-               b'{"gbp_row":"r%d" ,"x":"%b"}', b'{"gbp_row":"x%d","x":"%b"}', b'{"gbp_row":"r%d%b"}']
-    out = []
-    for row in range(rng.randint(0, 25)):
-        out.append(b"" if rng.random() < 0.1 else rng.choice(choices) % (row, b"y" * rng.randint(0, 30)))
-    data = b"\n".join(out)
-    return data + b"\n" if rng.random() < 0.7 else data
-
-
-@pytest.mark.parametrize("seed", range(150))
-def test_unsettled_lines_are_the_lines_a_line_by_line_pass_would_handle(seed: int):
-    rng = random.Random(seed)
-    data = _staged_file(rng)
-    settled_rows = {row for row in range(30) if rng.random() < 0.6}
-    wanted = [raw for raw in data.split(b"\n") if raw and not (
-        (row := prediction_lines.staged_row(raw)) is not None and row in settled_rows)]
-    got = list(prediction_lines.unsettled_lines(io.BytesIO(data), settled_rows.__contains__, rng.randint(1, 80)))
-    assert got == wanted
 
 
 @pytest.mark.parametrize("seed", range(150))
