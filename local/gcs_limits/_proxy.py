@@ -23,12 +23,14 @@ from __future__ import annotations
 import http.client
 import logging
 import re
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import orjson
 
 from local import _serving
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
-from local.gcs_limits._relay import finish, relay
+from local.gcs_limits._relay import Stored, finish, relay
 from local.gcs_limits._resumable import media_upload_type, session_request
 from local.gcs_limits._routes import ADMIN, Call, Kind, classify, first_part_name, json_name, multipart_boundary
 from local.gcs_limits._routes import upload_id_of as _upload_id_of
@@ -172,15 +174,18 @@ class Handler(_serving.Handler):
         if replay is None:
             replay = body.read_small()
         fenced = mutation and "ifGenerationMatch" in query and _DESTINATION.match(urlsplit(self.path).path)
+        send = self.forward
+        if method == "POST" and (source := single_source(self.path, query, replay)) is not None:
+            send = lambda method, body, replay: self.compose_as_rewrite(source, replay)  # noqa: E731
         try:
             if fenced:
                 with limits.fence(key):  # check and write as one step, like the real service
                     if generation(limits.backend, call.bucket, call.name) != query["ifGenerationMatch"]:
                         self.refuse(body, 412, _errors.precondition_failed())
                         return
-                    conn, resp = self.forward(method, body, replay)
+                    conn, resp = send(method, body, replay)
             else:
-                conn, resp = self.forward(method, body, replay)
+                conn, resp = send(method, body, replay)
         except BackendError as exc:
             log.warning("storage did not answer %s %s: %s", method, self.path, exc)
             self.answer(502, _errors.bad_gateway(str(exc)), close=not body.done)
@@ -233,12 +238,37 @@ class Handler(_serving.Handler):
             self.limits.stopping.wait(switches["hang_seconds"])
         relay(self, method, query, conn, resp)
 
-    def forward(self, method: str, body: RequestBody, replay: bytes | None):
-        """Send the request to the storage: (connection, response with its headers read).
+    def compose_as_rewrite(self, source: str, replay: bytes):
+        """A compose of the one object `source` into this request's destination, sent to the storage as a rewrite
+        of it (with the compose's destination resource as the rewrite's); the rewrite's `resource` is answered,
+        as a compose answers its object. (None, the answer read whole) or BackendError.
+
+        fake-gcs-server composes by concatenating and hashing again: one 178 MB source took it 0.7-0.9 s and 1.0-1.4
+        CPU-s, where a rewrite of it takes 0.25 s (the same object and checksums); Cloud Storage composes without
+        copying the bytes."""
+        bucket, destination = self.path.split("?", 1)[0].removesuffix("/compose").split("/o/", 1)
+        wanted = orjson.loads(replay).get("destination") or {}
+        resource = {k: wanted[k] for k in ("contentType", "metadata") if k in wanted}
+        path = f"{bucket}/o/{quote(source, safe='')}/rewriteTo{bucket.removeprefix('/storage/v1')}/o/{destination}"
+        conn, resp = self.forward("POST", None, orjson.dumps(resource), path=path)
+        stored = Stored.read(resp)
+        finish(self.limits.backend, conn, resp)
+        if stored.status == 200:
+            body = orjson.dumps(orjson.loads(stored.body)["resource"])
+            headers = [(k, v) for k, v in stored.headers if k.lower() != "content-length"]
+            stored = Stored(200, stored.reason, [*headers, ("Content-Length", str(len(body)))], body)
+        return None, stored.response()
+
+    def forward(self, method: str, body: RequestBody | None, replay: bytes | None, *, path: str | None = None):
+        """Send the request to the storage: (connection, response with its headers read); to `path` instead of
+        the request's own when given (its query then is the request's).
 
         Only a request whose whole body is in hand (`replay`) takes a pooled connection; if the storage has closed
         it meanwhile, the request fails before any answer and is sent again on a new one. Otherwise BackendError.
         """
+        if path is not None:
+            split = urlsplit(self.path)
+            path = path + (f"?{split.query}" if split.query else "")
         backend = self.limits.backend
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP]
         headers.append(("Host", backend.netloc))
@@ -252,7 +282,7 @@ class Handler(_serving.Handler):
         while True:
             conn, reused = backend.acquire(pooled=replay is not None)
             try:
-                conn.putrequest(method, self.path, skip_host=True, skip_accept_encoding=True)
+                conn.putrequest(method, path or self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in headers:
                     conn.putheader(name, value)
                 if replay is not None:
@@ -272,6 +302,35 @@ class Handler(_serving.Handler):
 
 
 _DESTINATION = re.compile(r"^/storage/v1/b/[^/]+/o/.+/(?:compose|rewriteTo/b/[^/]+/o/.+|copyTo/b/[^/]+/o/.+)$")
+_COMPOSE_PATH = re.compile(r"^/storage/v1/b/[^/]+/o/.+/compose$")
+# What a compose may carry and still be sent as a rewrite: preconditions on the destination (the proxy checks
+# ifGenerationMatch itself) and the destination resource's content type and custom metadata.
+_REWRITE_QUERY = {"ifGenerationMatch", "ifGenerationNotMatch", "ifMetagenerationMatch", "ifMetagenerationNotMatch",
+                  "prettyPrint"}
+_REWRITE_DESTINATION = {"contentType", "metadata", "name", "bucket", "kind"}
+
+
+def single_source(path: str, query: dict, body: bytes | None) -> str | None:
+    """The one source object of a compose request that a rewrite of it can stand for, else None: a compose of
+    several objects, of a source generation or with a source precondition, or with a destination field or query
+    parameter a rewrite would not carry the same way, goes to the storage as it is."""
+    if not _COMPOSE_PATH.match(urlsplit(path).path) or set(query) - _REWRITE_QUERY or not body:
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or set(doc) - {"sourceObjects", "destination", "kind"}:
+        return None
+    sources, destination = doc.get("sourceObjects"), doc.get("destination") or {}
+    if not isinstance(sources, list) or len(sources) != 1 or not isinstance(sources[0], dict):
+        return None
+    source = {k: v for k, v in sources[0].items() if v is not None}  # the client sends "generation": null
+    if set(source) != {"name"} or not isinstance(source["name"], str) or not source["name"]:
+        return None
+    if not isinstance(destination, dict) or set(destination) - _REWRITE_DESTINATION:
+        return None
+    return source["name"]
 
 
 def _key(bucket: str | None, name: str | None) -> str | None:
