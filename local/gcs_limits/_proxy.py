@@ -174,18 +174,22 @@ class Handler(_serving.Handler):
         if replay is None:
             replay = body.read_small()
         fenced = mutation and "ifGenerationMatch" in query and _DESTINATION.match(urlsplit(self.path).path)
-        send = self.forward
-        if method == "POST" and (source := single_source(self.path, query, replay)) is not None:
-            send = lambda method, body, replay: self.compose_as_rewrite(source, replay)  # noqa: E731
+        source = single_source(self.path, query, replay) if method == "POST" else None
+
+        def send():
+            if source is not None:  # a compose of one object: sent as a rewrite of it
+                return self.compose_as_rewrite(source, replay)
+            return self.forward(method, body, replay)
+
         try:
             if fenced:
                 with limits.fence(key):  # check and write as one step, like the real service
                     if generation(limits.backend, call.bucket, call.name) != query["ifGenerationMatch"]:
                         self.refuse(body, 412, _errors.precondition_failed())
                         return
-                    conn, resp = send(method, body, replay)
+                    conn, resp = send()
             else:
-                conn, resp = send(method, body, replay)
+                conn, resp = send()
         except BackendError as exc:
             log.warning("storage did not answer %s %s: %s", method, self.path, exc)
             self.answer(502, _errors.bad_gateway(str(exc)), close=not body.done)
