@@ -6,6 +6,7 @@ Two streaming passes, so memory holds only row numbers and the failures' details
    PARTIALLY_SUCCEEDED: partial output is harvested) -> result lines, and the failed rows;
 2. the part's staged input, in row order -> error lines (carrying the original request, so an errors file
    is a valid input file), the retry part's staged file, and the rows that never came back ("missing").
+   Skipped when every row of the part came back and succeeded (`shared/rowsums.py`): it would write nothing.
 All outputs are written under names derived from (run, part): a replayed event rewrites the same bytes.
 """
 
@@ -23,6 +24,7 @@ from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
 from shared.progress import resume
+from shared.rowsums import RowSums
 from shared.storage import change_json
 from shared.storage.base import ObjectMissing
 
@@ -96,15 +98,21 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     retry_part = layout.next_attempt(msg.part)
     with ExitStack() as stack:
         results = stack.enter_context(p.store.open_write(bucket, layout.part_results_name(msg.run, msg.part)))
-        seen = _harvest(p, msg, attempt, results, failures, tally)
+        seen, sums = _harvest(p, msg, attempt, results, failures, tally)
         p.checkpoint("collect.harvesting")  # a crash here leaves the part's files unwritten
         errors = stack.enter_context(p.store.open_write(bucket, layout.part_errors_name(msg.run, msg.part)))
-        retry_rows, retry_bytes = _settle(p, record, msg, attempt, max_attempts, seen, failures, errors, stack,
-                                          retry_part, tally)
+        retry_sums = RowSums()
+        if failures or not sums.matches(part["rows"], part.get("rowSums")):
+            # Pass 2 only when a row failed or did not come back: otherwise it would find nothing to write.
+            retry_rows, retry_bytes = _settle(p, record, msg, attempt, max_attempts, seen, failures, errors,
+                                              stack, retry_part, tally, retry_sums)
+        else:
+            retry_rows = retry_bytes = 0
     p.checkpoint("collect.written")
 
     retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes, since=p.clock(),
-                              first_row=part.get("firstRow"), last_row=part.get("lastRow")) if retry_rows else None
+                              first_row=part.get("firstRow"), last_row=part.get("lastRow"),
+                              row_sums=retry_sums.value()) if retry_rows else None
     new, won = change_json(p.store, bucket, layout.run_state_name(msg.run),
                            lambda r: runstate.part_collected(r, msg.part, tally.outcome(msg), retry,
                                                              retry_part if retry else None, p.clock())
@@ -138,9 +146,10 @@ def _job_id(msg: JobFinished) -> str | None:
 
 
 def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
-             failures: dict[int, joining.Failure], tally: _Tally) -> harvest.RowSet:
+             failures: dict[int, joining.Failure], tally: _Tally) -> tuple[harvest.RowSet, RowSums]:
     """Pass 1: every *.jsonl under the job's output prefix, in pieces (`shared/harvest.py`), side by side in
-    worker processes when the output is large. Returns the rows that came back."""
+    worker processes when the output is large. Returns the rows that came back, and the sums of those that
+    succeeded."""
     prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
     todo = harvest.spans(_outputs(p, prefix))
     merged = harvest.Harvest(results.write, failures=failures)
@@ -152,7 +161,7 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
     if merged.succeeded:
         prompt, cand, total = merged.tokens
         tally.tokens.update(prompt=prompt, candidates=cand, total=total)
-    return merged.seen
+    return merged.seen, merged.sums
 
 
 def _outputs(p: Pipeline, prefix: str) -> list[tuple[str, int]]:
@@ -193,9 +202,10 @@ def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: 
 
 def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int, max_attempts: int,
             seen: harvest.RowSet, failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
-            retry_part: str, tally: _Tally) -> tuple[int, int]:
-    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file. In a run
-    an operator cancelled, nothing is retried: rows that did not come back fail as CANCELLED."""
+            retry_part: str, tally: _Tally, retry_sums: RowSums) -> tuple[int, int]:
+    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file (its rows
+    added to `retry_sums`). In a run an operator cancelled, nothing is retried: rows that did not come back
+    fail as CANCELLED."""
     job_failure = _job_failure(msg)
     cancelled = record.get("cancelled")
     if cancelled and job_failure.retryable:
@@ -223,6 +233,7 @@ def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int,
                     p.store.open_write(p.work_bucket, layout.staged_name(msg.run, retry_part)))
             line = raw + b"\n"
             retry_writer.write(line)
+            retry_sums.add(row)
             retry_rows += 1
             retry_bytes += len(line)
             tally.retried += 1

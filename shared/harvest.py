@@ -32,6 +32,7 @@ import orjson
 from shared import joining, prediction_lines
 from shared.errors import TransientError
 from shared.lines import READ_SIZE, TooLong, iter_lines
+from shared.rowsums import RowSums
 from shared.storage.base import ObjectStore
 
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
@@ -222,6 +223,7 @@ class Harvest:
     failures: dict[int, joining.Failure] = field(default_factory=dict)
     succeeded: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0])
+    sums: RowSums = field(default_factory=RowSums)  # of the rows that succeeded
 
     def add(self, piece: Piece) -> list[str]:
         """Merge the next piece; returns its unjoinable lines' messages (to log)."""
@@ -234,6 +236,7 @@ class Harvest:
         seen.update(rows)
         results = piece.results
         prompt, cand, total = piece.tokens
+        kept = rows
         if dropped:  # rows an earlier piece already wrote a result for (rare): their lines are left out
             lines = results.split(b"\n")
             for i in dropped:
@@ -241,9 +244,11 @@ class Harvest:
                 prompt, cand, total = prompt - p, cand - c, total - t
             drop = set(dropped)
             results = b"".join(line + b"\n" for i, line in enumerate(lines[:-1]) if i not in drop)
+            kept = [row for i, row in enumerate(rows) if i not in drop]
         if results:
             self.write(results)
-        self.succeeded += len(rows) - len(dropped)
+        self.succeeded += len(kept)
+        self.sums.update(kept)
         self.tokens[0] += prompt
         self.tokens[1] += cand
         self.tokens[2] += total

@@ -51,15 +51,19 @@ def new_run(*, run: str, bucket: str, name: str, generation: int, rel: str, mode
 
 
 def new_part(chunk: int, attempt: int, rows: int, size: int, *, since: float | None = None,
-             first_row: int | None = None, last_row: int | None = None) -> dict[str, Any]:
+             first_row: int | None = None, last_row: int | None = None,
+             row_sums: list[int] | None = None) -> dict[str, Any]:
     """A part to run. `since` (epoch seconds) tells the reconciliation how long it has been queued;
     `firstRow`..`lastRow` bound the input rows of its chunk, so its rows can still be named in the errors
-    file if its staged input disappears."""
+    file if its staged input disappears; `rowSums` (`shared/rowsums.py`) tells collect when every row came back
+    and succeeded (a part without it is read again in full)."""
     part = {"chunk": chunk, "attempt": attempt, "rows": rows, "bytes": size, "state": QUEUED, "job": None}
     if since is not None:
         part["since"] = since
     if first_row is not None:
         part.update(firstRow=first_row, lastRow=last_row)
+    if row_sums is not None:
+        part["rowSums"] = row_sums
     return part
 
 

@@ -11,6 +11,7 @@ from typing import IO, Any
 from shared import joining, layout, raw_request, runstate
 from shared.lines import TooLong, iter_lines
 from shared.pipeline import Pipeline
+from shared.rowsums import RowSums
 from shared.validation import Accepted, LineValidator, Rejected
 
 _WRITE_BATCH = 1 << 20
@@ -45,6 +46,7 @@ class _Parts:
         self._chunk = 0
         self._rows = self._bytes = 0
         self._first = self._last = 0
+        self._sums = RowSums()
 
     def add(self, line: bytes, row: int) -> None:
         cfg = self._p.config
@@ -59,6 +61,7 @@ class _Parts:
         self._bytes += len(line)
         self._first = self._first or row
         self._last = row
+        self._sums.add(row)
 
     def _roll(self) -> None:
         self.close()
@@ -68,6 +71,7 @@ class _Parts:
             self._p.store.open_write(self._p.work_bucket, layout.staged_name(self._run, part)))
         self._rows = self._bytes = 0
         self._first = self._last = 0
+        self._sums = RowSums()
 
     def _flush(self) -> None:
         self._writer.write(b"".join(self._pending))
@@ -82,7 +86,7 @@ class _Parts:
             part = layout.part_id(self._chunk, 1)
             self._staged.parts[part] = runstate.new_part(self._chunk, 1, self._rows, self._bytes,
                                                          since=self._p.clock(), first_row=self._first,
-                                                         last_row=self._last)
+                                                         last_row=self._last, row_sums=self._sums.value())
             self._writer = None
 
 
