@@ -4,8 +4,8 @@ succeeded, without reading the part's staged input again.
 Collect's second pass streams the staged part (often the largest object of a run) only to find the lines of
 rows that failed or never came back. When the rows that succeeded are as many as the part's and have the same
 sum and sum of squares, they are the part's rows: two distinct sets of integers with equal count, sum and sum
-of squares differ in at least three members each, never in one or two wrong rows. Both
-sums are kept modulo 2**53, so they are exact JSON numbers in any reader (the run record is read by tools too).
+of squares differ in at least three members each, never in one or two wrong rows. Both sums are kept modulo
+2**53, so they are exact JSON numbers in any reader (the run record is read by tools too).
 """
 
 from __future__ import annotations
