@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +34,22 @@ def stop(process: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def limited_storage(bucket: str) -> Iterator[tuple[Any, Any, str]]:
+    """fake-gcs-server behind the limits proxy (in a process of its own), with `bucket` made through the proxy:
+    (a storage client on the proxy, a `GcsStore` over it, the proxy's URL); both servers stop after."""
+    from local import gcs
+    from shared.storage.gcs import GcsStore, make_client
+
+    fake = gcs.start()
+    process = None
+    try:
+        process, url = spawn(["local.gcs_limits", "--backend", fake.url])
+        client = make_client("bench", endpoint=url)
+        client.create_bucket(bucket)
+        yield client, GcsStore(client), url
+    finally:
+        stop(process)
+        fake.stop()

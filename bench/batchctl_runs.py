@@ -21,10 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench._servers import spawn, stop
-from local import gcs
+from bench._servers import limited_storage
 from shared import layout, runindex, runstate
-from shared.storage.gcs import GcsStore, make_client
+from shared.storage.gcs import GcsStore
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT, OUTPUT = "bench-input", "bench-output"
@@ -70,12 +69,7 @@ def _command(url: str, runs: int) -> tuple[float, int]:
 
 
 def measure(runs: int, repeat: int, threads: int) -> dict:
-    fake = gcs.start()
-    process, url = spawn(["local.gcs_limits", "--backend", fake.url])
-    try:
-        client = make_client("bench", endpoint=url)
-        client.create_bucket(OUTPUT)
-        store = GcsStore(client)
+    with limited_storage(OUTPUT) as (_, store, url):
         started = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             names = list(pool.map(lambda i: _write(store, i), range(runs)))
@@ -98,9 +92,6 @@ def measure(runs: int, repeat: int, threads: int) -> dict:
                 "index_walk_seconds": round(walk, 3),
                 "read_every_record_seconds_estimated": round(per_record * runs, 1),
                 "read_sample": len(sample)}
-    finally:
-        stop(process)
-        fake.stop()
 
 
 def _write(store: GcsStore, i: int) -> str:

@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from bench._servers import spawn, stop
+from bench._servers import limited_storage
 
 BUCKET = "bench"
 
@@ -100,15 +100,7 @@ def _validate(store, run: str, name: str) -> tuple[float, str]:
 def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[dict]:
     """Rows: (path, case, MB, seconds, MB/s, note), each the best of `repeat`; collect with its workers and on
     one core."""
-    from local import gcs
-    from shared.storage.gcs import GcsStore, make_client
-
-    fake = gcs.start()
-    process, url = spawn(["local.gcs_limits", "--backend", fake.url])
-    try:
-        client = make_client("bench", endpoint=url)
-        client.create_bucket(BUCKET)
-        store = GcsStore(client)
+    with limited_storage(BUCKET) as (client, store, _):
         _upload(store, "incoming/input.jsonl", source)
         _upload(store, "raw/predictions.jsonl", predictions)
         cases = {
@@ -127,9 +119,6 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[
             rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(best[0], 3),
                          "mb_per_s": round(mb / best[0], 1), "note": best[1]})
         return rows
-    finally:
-        stop(process)
-        fake.stop()
 
 
 def ratios(rows: list[dict]) -> list[dict]:
