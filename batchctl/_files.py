@@ -229,7 +229,7 @@ def _newlines_unless_blank(chunk: bytes) -> int | None:
 def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
     """The lines of `iter_lines(f)` that are not blank, each with a newline, to `sink`: (lines, bytes).
 
-    A read's whole lines are copied as they are when no line in them can be blank (a few substring searches);
+    A read's whole lines are copied as they are when no line in them can be blank (`_newlines_unless_blank`);
     otherwise they are split and filtered. After a line longer than MAX_LINE_BYTES, iter_lines takes over from
     its start, so its preview is what is written, as before."""
     rows = size = 0
@@ -240,12 +240,13 @@ def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
         pending = data[cut:]
         if cut:
             block = data[:cut]
-            if block[:1] in _BLANK_FIRST or _BLANK_START.search(block):
+            newlines = None if block[:1] in _BLANK_FIRST else _newlines_unless_blank(block)
+            if newlines is None:
                 kept = [raw for raw in block.split(b"\n")[:-1] if raw.strip()]
                 block = b"\n".join(kept) + b"\n" if kept else b""
                 rows += len(kept)
             else:
-                rows += block.count(b"\n")
+                rows += newlines
             sink.write(block)
             size += len(block)
         if len(pending) > MAX_LINE_BYTES:

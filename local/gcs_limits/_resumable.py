@@ -23,9 +23,10 @@ left unused, as an abandoned upload is.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 from urllib.parse import quote
+
+import orjson
 
 from local.gcs_limits import _errors
 from local.gcs_limits._ledger import Outcome
@@ -145,7 +146,7 @@ def media_upload_type(start_body: bytes | None, query: dict, upload_type: str | 
     if set(query) - {"uploadType", "name", *CONDITIONS}:
         return None
     try:
-        resource = json.loads(start_body) if start_body else {}
+        resource = orjson.loads(start_body) if start_body else {}
     except ValueError:
         return None
     if not isinstance(resource, dict) or set(resource) - {"name", "contentType"}:
