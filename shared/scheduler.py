@@ -195,17 +195,12 @@ def _look_up(p: Pipeline, qids: list[str]) -> dict[str, JobInfo] | None:
                                 for q in qids[start:start + _LOOK_UP_BATCH])
             for job in p.vertex.list(query, page_size=1000):
                 qid = layout.qid_of_display_name(label, job.display_name)
-                if qid in wanted and (qid not in found or _newer(job, found[qid])):
+                if qid in wanted and (qid not in found or job.recency > found[qid].recency):
                     found[qid] = job  # as `find`: the latest job of the part
     except VertexError as exc:
         log.warning("job.lookup_failed", f"{len(qids)} parts: {exc}")
         return None
     return found
-
-
-def _newer(a: JobInfo, b: JobInfo) -> bool:
-    return (a.create_time.timestamp() if a.create_time else 0, a.name) > \
-        (b.create_time.timestamp() if b.create_time else 0, b.name)
 
 
 def _tokens() -> Iterator[str]:

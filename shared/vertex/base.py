@@ -35,6 +35,11 @@ class JobInfo:
         """The trailing numeric id, short enough for log labels."""
         return self.name.rsplit("/", 1)[-1]
 
+    @property
+    def recency(self) -> tuple[float, str]:
+        """Orders the jobs of one part: the latest created is the one that counts (ties by name)."""
+        return (self.create_time.timestamp() if self.create_time else 0, self.name)
+
 
 class VertexJobs(Protocol):
     def create(self, *, model: str, source_uri: str, destination_prefix: str, display_name: str,

@@ -84,7 +84,7 @@ class GenaiVertexJobs:
         found = list(self.list(label_filter(labels)))
         if not found:
             return None
-        return max(found, key=lambda j: (j.create_time.timestamp() if j.create_time else 0, j.name))
+        return max(found, key=lambda j: j.recency)
 
     def list(self, filter: str, page_size: int = 100) -> Iterator[JobInfo]:  # noqa: A002
         config = types.ListBatchJobsConfig(filter=filter, page_size=page_size)
