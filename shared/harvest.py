@@ -221,9 +221,12 @@ class Harvest:
     write: Callable[[bytes], object]
     seen: RowSet = field(default_factory=RowSet)
     failures: dict[int, joining.Failure] = field(default_factory=dict)
-    succeeded: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0])
     sums: RowSums = field(default_factory=RowSums)  # of the rows that succeeded
+
+    @property
+    def succeeded(self) -> int:
+        return self.sums.count
 
     def add(self, piece: Piece) -> list[str]:
         """Merge the next piece; returns its unjoinable lines' messages (to log)."""
@@ -247,7 +250,6 @@ class Harvest:
             kept = [row for i, row in enumerate(rows) if i not in drop]
         if results:
             self.write(results)
-        self.succeeded += len(kept)
         self.sums.update(kept)
         self.tokens[0] += prompt
         self.tokens[1] += cand
