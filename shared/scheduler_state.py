@@ -28,11 +28,12 @@ record, not this state, says whether a part may still run: a stale queue entry o
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from shared.storage.base import INDEX_KEY
 
@@ -86,7 +87,9 @@ def upgrade(s: dict[str, Any] | None) -> dict[str, Any]:
     """A private, current-version copy of a stored scheduler object (or an empty one)."""
     if s is None:
         return empty()
-    new = copy.deepcopy(s)
+    # A JSON round trip copies it: the object is JSON (read as JSON, written as JSON). With 10,000 slots
+    # copy.deepcopy took ~0.06 s and a tick copies it four times (`python -m bench.poll`); this takes ~0.02 s.
+    new = orjson.loads(orjson.dumps(s))
     for old in ("queue", "known"):  # version 1/2 kept the queue (and a history) here
         new.pop(old, None)
     new.setdefault("active", {})
