@@ -38,7 +38,7 @@ from shared.storage.base import ObjectStore
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
            "prepare", "span_lines", "spans", "available_cpus"]
 
-PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: a piece's result lines stay a few MB
+PIECE_BYTES = 8 * 1024 * 1024  # of predictions per piece: its result lines stay a few MB in each worker
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
 _AHEAD = 2  # pieces per worker computed ahead of the one being merged: bounds memory
 _LINE_SLACK = 64 * 1024  # read ahead past a span's end for its last line (a longer one is read on demand)
@@ -57,11 +57,23 @@ class Span:
 class Piece:
     """What one span's lines gave, in line order: a row's first success (or, without one, its first failure)."""
 
-    results: bytes = b""
+    results: bytes | bytearray = b""
     succeeded: array = field(default_factory=lambda: array("q"))  # the row of each result line, in order
     failures: dict[int, joining.Failure] = field(default_factory=dict)
     tokens: tuple[int, int, int] = (0, 0, 0)
     unjoinable: list[str] = field(default_factory=list)  # why each line that cannot be joined was left out
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # The results go out of band when the pickler takes buffers (`send`): not copied into the pickle.
+        results = pickle.PickleBuffer(self.results) if protocol >= 5 else bytes(self.results)
+        return _piece, (results, self.succeeded, self.failures, self.tokens, self.unjoinable)
+
+
+def _piece(results: object, *rest: object) -> Piece:
+    """A Piece unpickled: its results as bytes or a bytearray, whichever buffer they came back in."""
+    if not isinstance(results, bytes | bytearray):
+        results = bytearray(results)
+    return Piece(results, *rest)
 
 
 def spans(sizes: Iterable[tuple[str, int]], piece_bytes: int | None = None) -> list[Span]:
@@ -119,9 +131,11 @@ class _Prefixed:
 def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
     """One piece: a result line for the first success of each row, the first failure of each row that has no
     success in these lines. Pure."""
-    # Result lines are joined once and token sums kept in locals: per row, a write call took ~5 us and a
-    # Counter update ~2 us, building the line ~3 us (cProfile of `batchctl postprocess`).
-    results: list[bytes] = []
+    # Result lines are gathered in one buffer and token sums kept in locals: per row, a write call took ~5 us
+    # and a Counter update ~2 us, building the line ~3 us (cProfile of `batchctl postprocess`). A buffer, not a
+    # list of the lines: each bytes object orjson.dumps returns keeps ~8 KB of memory whatever its length, so a
+    # 16 MB piece of ~900-byte result lines held ~70 MB until joined.
+    results = bytearray()
     succeeded = array("q")
     first: dict[int, bool] = {}  # row -> it succeeded
     failures: dict[int, joining.Failure] = {}
@@ -155,7 +169,7 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
             del failures[row]
         if type(outcome) is success:
             first[row] = True
-            results.append(line)
+            results += line
             succeeded.append(row)
             prompt, cand, total = tokens
             prompt_sum += prompt
@@ -164,7 +178,7 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
         else:
             first[row] = False
             failures[row] = outcome
-    return Piece(b"".join(results), succeeded, failures, (prompt_sum, cand_sum, total_sum), unjoinable)
+    return Piece(results, succeeded, failures, (prompt_sum, cand_sum, total_sum), unjoinable)
 
 
 class RowSet:
@@ -328,24 +342,45 @@ class WorkerLost(TransientError):
     """A worker process ended mid-task: the delivery is retried (with new workers)."""
 
 
-_FRAME = struct.Struct("<Q")
+_FRAME = struct.Struct("<QQ")  # the pickle's length, then how many out-of-band buffers follow it
+_LENGTH = struct.Struct("<Q")
 
 
 def send(stream: IO[bytes], value: object) -> None:
-    data = pickle.dumps(value, protocol=5)
-    stream.write(_FRAME.pack(len(data)) + data)
+    """`value` pickled, then each buffer it hands out of band (a piece's results) written as it is: a 16 MB
+    piece is not copied into the pickle, nor on the other side out of it."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    views = [buffer.raw() for buffer in buffers]
+    stream.write(_FRAME.pack(len(data), len(views)) + b"".join(_LENGTH.pack(view.nbytes) for view in views))
+    stream.write(data)
+    for view in views:
+        stream.write(view)
     stream.flush()
 
 
 def receive(stream: IO[bytes]) -> object:
-    head = stream.read(_FRAME.size)
-    if len(head) < _FRAME.size:
-        raise EOFError
-    size = _FRAME.unpack(head)[0]
+    size, count = _FRAME.unpack(_read(stream, _FRAME.size))
+    sizes = [_LENGTH.unpack(_read(stream, _LENGTH.size))[0] for _ in range(count)]
+    data = _read(stream, size)
+    buffers = []
+    for n in sizes:
+        buffer = bytearray(n)
+        view, got = memoryview(buffer), 0
+        while got < n:
+            step = stream.readinto(view[got:])
+            if not step:
+                raise EOFError
+            got += step
+        buffers.append(buffer)
+    return pickle.loads(data, buffers=buffers)
+
+
+def _read(stream: IO[bytes], size: int) -> bytes:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError
-    return pickle.loads(data)
+    return data
 
 
 def serve(tasks: IO[bytes], replies: IO[bytes]) -> None:

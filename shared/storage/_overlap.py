@@ -100,8 +100,9 @@ class WriteBehind:
     def __init__(self, sink: IO[bytes], chunk: int, depth: int = 1) -> None:
         self._sink, self._chunk = sink, chunk
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._pending: list[bytes] = []
-        self._size = 0
+        # Small writes are copied into one buffer, not kept as objects: an error line fresh from orjson.dumps
+        # keeps ~8 KB of memory whatever its length, so a chunk of such lines held ~8x the chunk.
+        self._pending = bytearray()
         self._error: BaseException | None = None
         self._finished = False
         self._thread = threading.Thread(target=self._drain, name="gcs-write-behind", daemon=True)
@@ -121,11 +122,13 @@ class WriteBehind:
 
     def write(self, data: bytes) -> int:
         self._check()
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= self._chunk:
-            self._queue.put(b"".join(self._pending))
-            self._pending, self._size = [], 0
+        if not self._pending and len(data) >= self._chunk and type(data) is bytes:
+            self._queue.put(data)  # a chunk or more, and immutable: handed over as it is
+            return len(data)
+        self._pending += data
+        if len(self._pending) >= self._chunk:
+            self._queue.put(self._pending)
+            self._pending = bytearray()
         return len(data)
 
     def flush(self) -> None:
@@ -138,8 +141,8 @@ class WriteBehind:
             return
         self._finished = True
         if self._pending:
-            self._queue.put(b"".join(self._pending))
-            self._pending, self._size = [], 0
+            self._queue.put(self._pending)
+            self._pending = bytearray()
         self._queue.put(_STOP)
         self._thread.join()
         self._check()
@@ -154,6 +157,6 @@ class WriteBehind:
         if self._finished:
             return
         self._finished = True
-        self._pending = []
+        self._pending = bytearray()
         self._queue.put(_STOP)
         self._thread.join()

@@ -141,3 +141,23 @@ def test_a_line_no_result_can_be_made_of_is_left_out_and_the_others_are_kept(odd
     piece = harvest.harvest_lines([ok, odd, ok.replace(b'"r1"', b'"r3"')], 1, "p")
     assert list(piece.succeeded) == [1, 3] and not piece.failures  # row 2 counts as not come back
     assert len(piece.unjoinable) == 1 and "cannot be joined" in piece.unjoinable[0]
+
+
+def test_a_piece_crosses_the_worker_pipe_with_its_results_out_of_band():
+    piece = harvest.harvest_lines(iter_lines(io.BytesIO(_predictions(5))), 2, "p.jsonl")
+    assert len(piece.results) > 10_000
+    pipe = io.BytesIO()
+    harvest.send(pipe, ("piece", piece))
+    harvest.send(pipe, ("task", 7))  # a value with no buffer to hand out
+    size, buffers = harvest._FRAME.unpack_from(pipe.getvalue())
+    assert buffers == 1 and size < len(piece.results) // 4  # the results follow the pickle, not inside it
+    pipe.seek(0)
+    assert harvest.receive(pipe) == ("piece", piece)
+    assert harvest.receive(pipe) == ("task", 7)
+    with pytest.raises(EOFError):
+        harvest.receive(pipe)
+    pipe = io.BytesIO()
+    harvest.send(pipe, piece)
+    cut = io.BytesIO(pipe.getvalue()[:-1])  # the pipe closed mid-way (the worker died)
+    with pytest.raises(EOFError):
+        harvest.receive(cut)
