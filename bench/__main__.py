@@ -4,7 +4,9 @@
    reach for on the same files: a bare `orjson.loads` loop ("parse-only"), DuckDB splitting the predictions by
    `status`, `jq -c 'select(.status=="")'` and `cat > /dev/null`. Every case runs in a fresh process of its own
    (`bench/measure.py`), so each peak RSS is that case's alone (with collect's worker processes counted). Collect
-   runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1).
+   runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1), and both again on short lines
+   (200,000 rows of ~900-byte predictions, the end-to-end run's shape), for their memory: what collect holds
+   goes with a part's rows as much as with its bytes.
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
@@ -48,6 +50,8 @@ TARGETS = (
     ("validate", "validate", "parse-only", 1.0),
 )
 RSS_LIMIT_MB = 256
+SHORT = "collect, short lines"
+SHORT_ROWS = 200_000  # the most rows a part holds (MAX_ROWS_PER_JOB)
 LABELS = {
     "postprocess": "batchctl postprocess (results, errors, report)",
     "postprocess-1": "batchctl postprocess, one core (COLLECT_WORKERS=1)",
@@ -101,25 +105,39 @@ def _commit() -> str:
 
 
 def prepare(work: Path, mb: float) -> dict[str, Path]:
-    """The input, its staged part (through `batchctl validate`) and the predictions answering it."""
+    """The input, its staged part (through `batchctl validate`) and the predictions answering it; and the same
+    for short lines (the end-to-end run's ~300-byte requests, ~900-byte predictions), as many rows as a part
+    holds at 200 MB: a collect's memory goes with its rows as much as with its bytes."""
     source = work / "input.jsonl"
     inputs.input_file(source, mb)
+    staged, preds = _predicted(source, work, "", mb)
+    short = work / "short-input.jsonl"
+    e2e.write_input(short, min(SHORT_ROWS, max(100, int(SHORT_ROWS * mb / 200))))
+    short_staged, short_preds = _predicted(short, work, "short-", None)
+    return {"input": source, "staged": staged, "predictions": preds,
+            "short-staged": short_staged, "short-predictions": short_preds}
+
+
+def _predicted(source: Path, work: Path, prefix: str, mb: float | None) -> tuple[Path, Path]:
+    """`source` staged (through `batchctl validate`), and predictions answering its rows (up to `mb` MB)."""
     staged_dir = work / "validated"
     done = subprocess.run([sys.executable, "-m", "batchctl", "validate", str(source), "--out", str(staged_dir),
                            "--json"], cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"batchctl validate failed: {done.stderr}")
     parts = [Path(part["file"]) for part in orjson.loads(done.stdout)["parts"]]
-    staged, preds = work / "staged.jsonl", work / "predictions.jsonl"
+    staged, preds = work / f"{prefix}staged.jsonl", work / f"{prefix}predictions.jsonl"
     predictions.write(parts, preds, staged_out=staged, mb=mb)
     shutil.rmtree(staged_dir)
-    return {"input": source, "staged": staged, "predictions": preds}
+    return staged, preds
 
 
 def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
     rows = []
     plan = [("collect", case, files["predictions"], ("--staged", str(files["staged"])))
             for case in ("postprocess", "postprocess-1", "parse-only", "duckdb", "jq", "cat")]
+    plan += [(SHORT, case, files["short-predictions"], ("--staged", str(files["short-staged"])))
+             for case in ("postprocess", "postprocess-1")]
     plan += [("validate", case, files["input"], ()) for case in ("validate", "parse-only")]
     for what, case, source, extra in plan:
         got = _measure(case, source, work / "case", repeat, *extra)

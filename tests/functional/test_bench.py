@@ -45,6 +45,10 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
         assert cases[key]["peak_rss_mb"] > 0
     assert "failed" in cases[("collect", "postprocess")]["note"]
     assert cases[("collect", "postprocess-1")]["seconds"] is not None
+    for case in ("postprocess", "postprocess-1"):  # short lines: 300 rows at this scale
+        assert cases[("collect, short lines", case)]["note"].endswith("failed"), cases
+        assert cases[("collect, short lines", case)]["peak_rss_mb"] > 0
+    assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 5
     assert "| check |" in done.stdout
     storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
     assert storage[("collect", "raw download")]["seconds"] > 0
