@@ -104,8 +104,11 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
         retry_sums = RowSums()
         if failures or not sums.matches(part["rows"], part.get("rowSums")):
             # Pass 2 only when a row failed or did not come back: otherwise it would find nothing to write.
+            # When every row came back, the failed ones are all it needs: their lines are searched for.
+            came_back = sums.plus(failures).matches(part["rows"], part.get("rowSums"))
             retry_rows, retry_bytes = _settle(p, record, msg, attempt, max_attempts, seen, failures, errors,
-                                              stack, retry_part, tally, retry_sums)
+                                              stack, retry_part, tally, retry_sums,
+                                              sorted(failures) if came_back else None)
         else:
             retry_rows = retry_bytes = 0
     p.checkpoint("collect.written")
@@ -176,13 +179,21 @@ def _outputs(p: Pipeline, prefix: str) -> list[tuple[str, int]]:
         after = page[-1].name
 
 
-def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack,
-                  tally: _Tally) -> tuple[Any, joining.Failure | None]:
-    """The part's staged lines, and the failure that replaces the job's for rows that did not come back
-    when they cannot be sent again (None: the usual rules apply)."""
+def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: ExitStack, tally: _Tally,
+                  only: list[int] | None) -> tuple[Any, joining.Failure | None]:
+    """The part's staged lines (with `only`, those of these rows, plus any line not in row order), and the
+    failure that replaces the job's for rows that did not come back when they cannot be sent again (None: the
+    usual rules apply)."""
     staged = layout.staged_name(msg.run, msg.part)
+
+    def every_line() -> Any:
+        return iter_lines(stack.enter_context(p.store.open_read(p.work_bucket, staged)))
+
     try:
-        return iter_lines(stack.enter_context(p.store.open_read(p.work_bucket, staged))), None
+        if only is None:
+            return every_line(), None
+        stream = stack.enter_context(p.store.open_read(p.work_bucket, staged))
+        return prediction_lines.lines_of_rows(stream, only, every_line), None
     except ObjectMissing:
         pass
     rebuilt = lost_input.restaged_lines(p, record, msg.part, stack)
@@ -202,10 +213,10 @@ def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: 
 
 def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int, max_attempts: int,
             seen: harvest.RowSet, failures: dict[int, joining.Failure], errors: IO[bytes], stack: ExitStack,
-            retry_part: str, tally: _Tally, retry_sums: RowSums) -> tuple[int, int]:
-    """Pass 2: the staged input in row order. Writes error lines and the retry part's staged file (its rows
-    added to `retry_sums`). In a run an operator cancelled, nothing is retried: rows that did not come back
-    fail as CANCELLED."""
+            retry_part: str, tally: _Tally, retry_sums: RowSums, only: list[int] | None) -> tuple[int, int]:
+    """Pass 2: the staged input in row order (with `only`, the lines of those rows: every other row came back
+    and succeeded). Writes error lines and the retry part's staged file (its rows added to `retry_sums`). In a
+    run an operator cancelled, nothing is retried: rows that did not come back fail as CANCELLED."""
     job_failure = _job_failure(msg)
     cancelled = record.get("cancelled")
     if cancelled and job_failure.retryable:
@@ -213,7 +224,7 @@ def _settle(p: Pipeline, record: dict[str, Any], msg: JobFinished, attempt: int,
     missing_stage = "job" if msg.state == "JOB_STATE_FAILED" else "missing"
     retry_writer: IO[bytes] | None = None
     retry_rows = retry_bytes = 0
-    lines, lost = _staged_lines(p, record, msg, stack, tally)
+    lines, lost = _staged_lines(p, record, msg, stack, tally, only)
     if lost is not None:
         job_failure, missing_stage = lost, "missing"
     for raw in lines:

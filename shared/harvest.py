@@ -38,7 +38,7 @@ from shared.storage.base import ObjectStore
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
            "prepare", "span_lines", "spans", "available_cpus"]
 
-PIECE_BYTES = 8 * 1024 * 1024  # of predictions per piece: its result lines stay a few MB in each worker
+PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: one ranged read (8 MB: the e2e collect ~0.6 s slower)
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
 _AHEAD = 2  # pieces per worker computed ahead of the one being merged: bounds memory
 _LINE_SLACK = 64 * 1024  # read ahead past a span's end for its last line (a longer one is read on demand)
@@ -203,9 +203,29 @@ class RowSet:
         else:
             self._more.add(row)
 
-    def update(self, rows: Iterable[int]) -> None:
-        for row in rows:
-            self.add(row)
+    def update(self, rows: Iterable[int]) -> list[int]:
+        """Add `rows`; returns the indexes (in `rows`) of those the set held already.
+
+        One loop with the bit steps inlined: collect merges every row of every piece here, on one core while
+        the workers wait (a method call per row made it ~0.3 s of 200,000 rows' merge)."""
+        rows = rows if isinstance(rows, list | tuple | array) else list(rows)
+        bits, more, limit = self._bits, self._more, self._BITMAP_ROWS
+        top = min(max(rows, default=-1), limit - 1)
+        if top >= 0 and top >> 3 >= len(bits):
+            bits.extend(bytes(max((top >> 3) + 1 - len(bits), len(bits))))
+        present = []
+        for i, row in enumerate(rows):
+            if 0 <= row < limit:
+                byte, mask = row >> 3, 1 << (row & 7)
+                if bits[byte] & mask:
+                    present.append(i)
+                else:
+                    bits[byte] |= mask
+            elif row in more:
+                present.append(i)
+            else:
+                more.add(row)
+        return present
 
     def __contains__(self, row: object) -> bool:
         if type(row) is not int:
@@ -246,11 +266,10 @@ class Harvest:
         """Merge the next piece; returns its unjoinable lines' messages (to log)."""
         seen, failures = self.seen, self.failures
         rows = piece.succeeded
-        dropped = [i for i, row in enumerate(rows) if row in seen and row not in failures]
-        if failures:
-            for row in rows:
-                failures.pop(row, None)  # a success wins over an earlier piece's failure
-        seen.update(rows)
+        dropped = []  # rows an earlier piece already wrote a result for
+        for i in seen.update(rows):  # rows an earlier piece saw (rare: exported twice)
+            if failures.pop(rows[i], None) is None:  # a success wins over an earlier piece's failure
+                dropped.append(i)
         results = piece.results
         prompt, cand, total = piece.tokens
         kept = rows

@@ -37,6 +37,13 @@ class RowSums:
         self.total += sum(rows)
         self.squares += sum(row * row for row in rows)
 
+    def plus(self, rows: Iterable[int]) -> RowSums:
+        """A new RowSums of these rows and `rows` (a set disjoint from them)."""
+        both = RowSums()
+        both.count, both.total, both.squares = self.count, self.total, self.squares
+        both.update(rows)
+        return both
+
     def value(self) -> list[int]:
         """What a part record keeps (`rowSums`): [sum, sum of squares], each modulo 2**53."""
         return [self.total % _MOD, self.squares % _MOD]

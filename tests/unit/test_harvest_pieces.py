@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+from array import array
 
 import orjson
 import pytest
@@ -125,6 +126,21 @@ def test_a_row_set_holds_any_rows_as_a_set_would():
     assert len(got) == len(want) and sorted(got) == sorted(want) and got == want
     assert "7" not in got and 3.0 not in got and 300_001 not in got
     assert len(harvest.RowSet(range(200_000))._bits) <= 200_000 // 8 * 2  # a bitmap, not a set of ints
+
+
+def test_a_row_set_update_says_which_rows_it_held_already():
+    rnd = random.Random(4)
+    got, want = harvest.RowSet(), set()
+    for n in range(60):
+        batch = [rnd.choice([rnd.randint(0, 3000), rnd.randint(-5, 5), (1 << 27) - 1, 1 << 27, 10**15])
+                 for _ in range(rnd.randint(0, 40))]
+        expected = []
+        for i, row in enumerate(batch):
+            if row in want:
+                expected.append(i)
+            want.add(row)
+        assert got.update(array("q", batch) if n % 2 else batch) == expected
+    assert got == want
 
 
 @pytest.mark.parametrize("odd", [
