@@ -362,3 +362,42 @@ def test_a_request_is_spliced_only_when_its_bytes_are_what_staging_would_write()
             assert joining.staged_line_raw(row, body, verdict.has_key, verdict.key) == \
                 _old_staged_line(row, verdict.request, verdict.has_key, verdict.key)
     assert spliced == SPLICED
+
+
+_NUMBERS = ["0.2", "0.20", "2e-1", "256", "0256", "-0", "-0.0", "1E5", "1e5", "100000.0", "0.95",
+            "18446744073709551616"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_structure_cache_gives_the_verdicts_the_checks_give(seed: int, monkeypatch: pytest.MonkeyPatch):
+    # Lines that share structures, with numbers spelled orjson's way or not, spaces and duplicate keys; each
+    # verdict is taken with the cache warm (from the lines before it) and with no cache at all.
+    rnd = random.Random(seed)
+    monkeypatch.setattr(raw_request, "_SPELLED", {})
+    monkeypatch.setattr(raw_request, "_SPELLED_MAX", rnd.choice([1, 3, 1024]))
+    monkeypatch.setattr(raw_request, "_SPELLED_LONGEST", rnd.choice([0, 40, 512]))
+    validator = validation.LineValidator()
+    spliced = 0
+    for row in range(1, 300):
+        config = ",".join(f'"{name}":{rnd.choice(_NUMBERS)}' for name in rnd.sample(["temperature", "topP", "topK"],
+                                                                                  rnd.randint(0, 3)))
+        if rnd.random() < 0.1:
+            config += (',' if config else '') + '"topK":1'  # a duplicate key, or the only one
+        gap = rnd.choice(["", "", " "])
+        raw = (b'{"key":%d,"request":{"contents":[{"role":"user","parts":[{"text":"%b"}]}]%b}}'
+               % (row, rnd.choice([b"a", b"x" * 60]), (f',{gap}"generationConfig":{{{config}}}' if config else "")
+                  .encode()))
+        verdict = validator.validate(row, raw)
+        if not isinstance(verdict, validation.Accepted):
+            continue
+        got = raw_request.request_bytes(raw, verdict.has_key, verdict.key, verdict.keys)
+        with monkeypatch.context() as cold:
+            cold.setattr(raw_request, "_SPELLED", {})
+            cold.setattr(raw_request, "_SPELLED_LONGEST", -1)  # nothing cached
+            assert raw_request.request_bytes(raw, verdict.has_key, verdict.key, verdict.keys) == got
+        assert len(raw_request._SPELLED) <= raw_request._SPELLED_MAX
+        if got is not None:
+            spliced += 1
+            assert joining.staged_line_raw(row, got, verdict.has_key, verdict.key) == \
+                _old_staged_line(row, verdict.request, verdict.has_key, verdict.key)
+    assert spliced >= 20
