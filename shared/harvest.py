@@ -42,6 +42,7 @@ PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: one ranged read (8 M
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
 _AHEAD = 2  # pieces per worker computed ahead of the one being merged: bounds memory
 _LINE_SLACK = 64 * 1024  # read ahead past a span's end for its last line (a longer one is read on demand)
+_RESULT_BLOCK = 1 << 20  # bytes of result lines per block of a piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Span:
 class Piece:
     """What one span's lines gave, in line order: a row's first success (or, without one, its first failure)."""
 
-    results: bytes | bytearray = b""
+    results: list[bytes | bytearray] = field(default_factory=list)  # the result lines, in blocks of ~1 MB
     succeeded: array = field(default_factory=lambda: array("q"))  # the row of each result line, in order
     failures: dict[int, joining.Failure] = field(default_factory=dict)
     tokens: tuple[int, int, int] = (0, 0, 0)
@@ -65,15 +66,13 @@ class Piece:
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         # The results go out of band when the pickler takes buffers (`send`): not copied into the pickle.
-        results = pickle.PickleBuffer(self.results) if protocol >= 5 else bytes(self.results)
-        return _piece, (results, self.succeeded, self.failures, self.tokens, self.unjoinable)
+        blocks = [pickle.PickleBuffer(b) if protocol >= 5 else bytes(b) for b in self.results]
+        return _piece, (blocks, self.succeeded, self.failures, self.tokens, self.unjoinable)
 
 
-def _piece(results: object, *rest: object) -> Piece:
-    """A Piece unpickled: its results as bytes or a bytearray, whichever buffer they came back in."""
-    if not isinstance(results, bytes | bytearray):
-        results = bytearray(results)
-    return Piece(results, *rest)
+def _piece(blocks: list, *rest: object) -> Piece:
+    """A Piece unpickled: each block of results as bytes or a bytearray, whichever buffer it came back in."""
+    return Piece([b if isinstance(b, bytes | bytearray) else bytearray(b) for b in blocks], *rest)
 
 
 def spans(sizes: Iterable[tuple[str, int]], piece_bytes: int | None = None) -> list[Span]:
@@ -131,11 +130,13 @@ class _Prefixed:
 def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
     """One piece: a result line for the first success of each row, the first failure of each row that has no
     success in these lines. Pure."""
-    # Result lines are gathered in one buffer and token sums kept in locals: per row, a write call took ~5 us
-    # and a Counter update ~2 us, building the line ~3 us (cProfile of `batchctl postprocess`). A buffer, not a
+    # Result lines are gathered in blocks and token sums kept in locals: per row, a write call took ~5 us
+    # and a Counter update ~2 us, building the line ~3 us (cProfile of `batchctl postprocess`). Blocks, not a
     # list of the lines: each bytes object orjson.dumps returns keeps ~8 KB of memory whatever its length, so a
-    # 16 MB piece of ~900-byte result lines held ~70 MB until joined.
-    results = bytearray()
+    # 16 MB piece of ~900-byte result lines held ~70 MB until joined. And blocks, not one buffer: growing a
+    # 16 MB buffer copies it, and a worker briefly held twice its results.
+    results: list[bytearray] = []
+    block = bytearray()
     succeeded = array("q")
     first: dict[int, bool] = {}  # row -> it succeeded
     failures: dict[int, joining.Failure] = {}
@@ -169,7 +170,10 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
             del failures[row]
         if type(outcome) is success:
             first[row] = True
-            results += line
+            block += line
+            if len(block) >= _RESULT_BLOCK:
+                results.append(block)
+                block = bytearray()
             succeeded.append(row)
             prompt, cand, total = tokens
             prompt_sum += prompt
@@ -178,6 +182,8 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
         else:
             first[row] = False
             failures[row] = outcome
+    if block:
+        results.append(block)
     return Piece(results, succeeded, failures, (prompt_sum, cand_sum, total_sum), unjoinable)
 
 
@@ -270,19 +276,20 @@ class Harvest:
         for i in seen.update(rows):  # rows an earlier piece saw (rare: exported twice)
             if failures.pop(rows[i], None) is None:  # a success wins over an earlier piece's failure
                 dropped.append(i)
-        results = piece.results
+        blocks = piece.results
         prompt, cand, total = piece.tokens
         kept = rows
         if dropped:  # rows an earlier piece already wrote a result for (rare): their lines are left out
-            lines = results.split(b"\n")
+            lines = b"".join(blocks).split(b"\n")
             for i in dropped:
                 p, c, t = joining.usage_tokens(orjson.loads(lines[i])["response"])
                 prompt, cand, total = prompt - p, cand - c, total - t
             drop = set(dropped)
-            results = b"".join(line + b"\n" for i, line in enumerate(lines[:-1]) if i not in drop)
+            blocks = [b"".join(line + b"\n" for i, line in enumerate(lines[:-1]) if i not in drop)]
             kept = [row for i, row in enumerate(rows) if i not in drop]
-        if results:
-            self.write(results)
+        for block in blocks:
+            if block:
+                self.write(block)
         self.sums.update(kept)
         self.tokens[0] += prompt
         self.tokens[1] += cand

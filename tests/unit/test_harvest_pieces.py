@@ -71,7 +71,7 @@ def test_one_pass_keeps_the_first_success_and_lets_a_success_replace_a_failure()
                                        {"gbp_row": "r3", "status": BAD}, {"gbp_row": "r3", "status": FAILED},
                                        {"gbp_row": "r2"} | ok)]
     piece = harvest.harvest_lines(lines, 1, "p")
-    assert list(piece.succeeded) == [2, 1] and piece.results.count(b"\n") == 2
+    assert list(piece.succeeded) == [2, 1] and b"".join(piece.results).count(b"\n") == 2
     assert list(piece.failures) == [3] and piece.failures[3].code == 400  # the first failure is kept
     assert piece.tokens == (6, 4, 10)
 
@@ -79,7 +79,7 @@ def test_one_pass_keeps_the_first_success_and_lets_a_success_replace_a_failure()
 def test_result_lines_are_those_of_joining():
     line = {"gbp_row": "r9", "gbp_key": 'k"a"', "status": "", "response": OK}
     piece = harvest.harvest_lines([orjson.dumps(line)], 3, "p")
-    assert piece.results == joining.result_line(9, True, "a", OK, 3)
+    assert b"".join(piece.results) == joining.result_line(9, True, "a", OK, 3)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -161,12 +161,12 @@ def test_a_line_no_result_can_be_made_of_is_left_out_and_the_others_are_kept(odd
 
 def test_a_piece_crosses_the_worker_pipe_with_its_results_out_of_band():
     piece = harvest.harvest_lines(iter_lines(io.BytesIO(_predictions(5))), 2, "p.jsonl")
-    assert len(piece.results) > 10_000
+    assert len(piece.results) == 1 and len(piece.results[0]) > 10_000
     pipe = io.BytesIO()
     harvest.send(pipe, ("piece", piece))
     harvest.send(pipe, ("task", 7))  # a value with no buffer to hand out
     size, buffers = harvest._FRAME.unpack_from(pipe.getvalue())
-    assert buffers == 1 and size < len(piece.results) // 4  # the results follow the pickle, not inside it
+    assert buffers == 1 and size < len(piece.results[0]) // 4  # the results follow the pickle, not inside it
     pipe.seek(0)
     assert harvest.receive(pipe) == ("piece", piece)
     assert harvest.receive(pipe) == ("task", 7)
@@ -177,3 +177,21 @@ def test_a_piece_crosses_the_worker_pipe_with_its_results_out_of_band():
     cut = io.BytesIO(pipe.getvalue()[:-1])  # the pipe closed mid-way (the worker died)
     with pytest.raises(EOFError):
         harvest.receive(cut)
+
+
+def test_a_piece_in_many_blocks_crosses_the_pipe_and_merges_as_one(monkeypatch: pytest.MonkeyPatch):
+    data = _predictions(6)
+    whole = harvest.harvest_lines(iter_lines(io.BytesIO(data)), 1, "p.jsonl")
+    monkeypatch.setattr(harvest, "_RESULT_BLOCK", 700)
+    piece = harvest.harvest_lines(iter_lines(io.BytesIO(data)), 1, "p.jsonl")
+    assert len(piece.results) > 10 and all(len(block) >= 700 for block in piece.results[:-1])
+    assert b"".join(piece.results) == b"".join(whole.results)
+    pipe = io.BytesIO()
+    harvest.send(pipe, piece)
+    assert harvest._FRAME.unpack_from(pipe.getvalue())[1] == len(piece.results)
+    pipe.seek(0)
+    got = harvest.receive(pipe)
+    assert got == piece
+    written = io.BytesIO()
+    harvest.Harvest(written.write).add(got)
+    assert written.getvalue() == b"".join(whole.results)
