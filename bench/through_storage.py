@@ -63,17 +63,23 @@ def _collect(client, store, run: str, staged: Path, predictions: Path, env: dict
     from batchctl._files import PART
     from shared import collect, layout, runstate
     from shared.collect import JobFinished
+    from shared.prediction_lines import staged_row
+    from shared.rowsums import RowSums
 
     bucket = f"{BUCKET}-{run}"
     client.create_bucket(bucket)
     p = _pipeline(store, env, bucket)
-    rows = staged.read_bytes().count(b"\n")
+    sums = RowSums()  # what submit records with each part (collect's pass 2 reads less with them)
+    with open(staged, "rb") as f:
+        sums.update(staged_row(line) for line in f)
+    rows = sums.count
     _upload(store, layout.staged_name(run, PART), staged, bucket)
     store.write_bytes(bucket, layout.validation_errors_name(run), b"")  # submit writes one, empty or not
     _upload(store, layout.vertex_output_prefix(run, PART) + "/predictions-0000.jsonl", predictions, bucket)
     record = runstate.new_run(run=run, bucket=bucket, name="incoming/bench.jsonl", generation=0, rel=run,
                               model="bench", now=p.now())
-    record = runstate.staged(record, parts={PART: runstate.new_part(1, 1, rows, staged.stat().st_size)},
+    part = runstate.new_part(1, 1, rows, staged.stat().st_size, row_sums=sums.value())
+    record = runstate.staged(record, parts={PART: part},
                              total=rows, validation={"failed": 0, "byReason": {}}, note=None, now=p.clock())
     record = runstate.job_submitted(record, PART, "bench")
     store.write_json(bucket, layout.run_state_name(run), record, if_generation_match=None)
