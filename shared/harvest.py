@@ -373,8 +373,8 @@ _LENGTH = struct.Struct("<Q")
 
 
 def send(stream: IO[bytes], value: object) -> None:
-    """`value` pickled, then each buffer it hands out of band (a piece's results) written as it is: a 16 MB
-    piece is not copied into the pickle, nor on the other side out of it."""
+    """`value` pickled, then each buffer it hands out of band (a piece's blocks of results) written as it is:
+    the results are not copied into the pickle, nor on the other side out of it."""
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     views = [buffer.raw() for buffer in buffers]

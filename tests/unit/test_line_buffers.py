@@ -3,8 +3,8 @@
 A bytes object fresh from `orjson.dumps` keeps several KB of memory whatever its length (orjson hands back its
 work buffer without shrinking it), so a list of ~600-byte lines held several times their bytes: collect's
 results for 16 MB of short predictions held ~70 MB until joined. Every buffer that gathers lines (collect's
-results, staging's write batch, the Cloud Storage write-behind) copies them into one bytearray instead. Each
-test measures with tracemalloc what such a buffer costs against the bytes it holds.
+results, staging's write batch, the Cloud Storage write-behind) copies them into bytearrays instead (collect's
+in blocks of ~1 MB). Each test measures with tracemalloc what such a buffer costs against the bytes it holds.
 """
 
 from __future__ import annotations
