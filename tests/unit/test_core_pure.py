@@ -91,6 +91,26 @@ def test_classify_the_documented_success_and_failure_lines():
     assert joining.classify({"gbp_row": "r6", "status": "weird"}).retryable  # unknown = system error
 
 
+def test_rows_failed_with_one_status_share_its_parsed_message(monkeypatch):
+    # Collect keeps every failed row until its second pass: one copy of a status's message, not one a row.
+    monkeypatch.setattr(joining, "_PARSED", {})
+    monkeypatch.setattr(joining, "_PARSED_MAX", 3)
+    statuses = ['Bad Request: {"error": {"code": 400, "message": "Request contains an invalid argument.", '
+                '"status": "INVALID_ARGUMENT"}}', "Too Many Requests: 429", "weird", "", None]
+    a, b = (joining.classify({"gbp_row": f"r{row}", "status": statuses[0]}) for row in (1, 2))
+    assert a.message == "Request contains an invalid argument." and a.message is b.message
+    for row in range(1, 60):
+        status = statuses[row % len(statuses)]
+        failure = joining.classify({"gbp_row": f"r{row}", "status": status})
+        code, name, message = joining.parse_status(status) if status else \
+            (500, "INTERNAL", "row came back without a response")
+        assert failure == joining.Failure(row, code, name, message,
+                                          code in joining.RETRYABLE_HTTP or name in joining.RETRYABLE_STATUS)
+        assert len(joining._PARSED) <= 3
+    with pytest.raises(AttributeError):  # a status of another type: as before the cache
+        joining.classify({"gbp_row": "r1", "status": {"code": 400}})
+
+
 def test_job_failures_map_grpc_codes_and_retryability():
     assert joining.job_failure("JOB_STATE_FAILED", 3, "Failed to import data.") == \
         joining.Failure(0, 400, "INVALID_ARGUMENT", "job ended FAILED: Failed to import data.", False)
