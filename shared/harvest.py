@@ -21,6 +21,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -328,24 +329,32 @@ def pieces(store: ObjectStore, bucket: str, todo: list[Span], attempt: int, work
     are large enough to pay for them (and the store can be opened again in a worker), else here."""
     size = sum(s.end - s.start for s in todo)
     opener = _parallel_opener(store, workers, size)
-    if opener is None or len(todo) < 2:
+    # One collect at a time talks to the workers: another's tasks and replies on the same pipes would be taken
+    # for its own. Cloud Run with concurrency 1 never runs two; a server on threads (functions-framework's
+    # gunicorn, as the local cloud runs it) does, when a job is announced twice. The second runs here.
+    if opener is None or len(todo) < 2 or not _TEAM_LOCK.acquire(blocking=False):
         for span in todo:
             yield _read_piece(store, bucket, span, attempt)
         return
-    team = _team(workers, _preload(opener))
     try:
+        team = _team(workers, _preload(opener))
         yield from team.map([(opener, bucket, span, attempt) for span in todo])
     except BaseException:
         _discard_team()  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
         raise
+    finally:
+        _TEAM_LOCK.release()
 
 
 def prepare(store: ObjectStore, workers: int, size: int) -> None:
     """Start the workers that `pieces` will use for `size` bytes of output now, so that their start (~60 ms of
     imports, the first time) overlaps what the caller does before pass 1. Nothing when pass 1 will run here."""
     opener = _parallel_opener(store, workers, size)
-    if opener is not None:
-        _team(workers, _preload(opener))
+    if opener is not None and _TEAM_LOCK.acquire(blocking=False):
+        try:
+            _team(workers, _preload(opener))
+        finally:
+            _TEAM_LOCK.release()
 
 
 def _parallel_opener(store: ObjectStore, workers: int, size: int) -> Opener | None:
@@ -464,6 +473,7 @@ class _Team:
 
 
 _TEAM: _Team | None = None
+_TEAM_LOCK = threading.Lock()  # held by the one `pieces` that uses _TEAM
 
 
 def _team(size: int, preload: str) -> _Team:

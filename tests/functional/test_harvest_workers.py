@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -116,3 +117,32 @@ def test_workers_started_ahead_are_the_ones_pass_one_uses(tmp_path, monkeypatch)
         assert harvest._TEAM is team
     finally:
         harvest._discard_team()
+
+
+def test_a_second_collect_while_the_workers_are_busy_runs_here_and_neither_is_mixed_up(tmp_path,
+                                                                                      many_small_pieces):
+    # A server on threads runs two collects at once when a job is announced twice: one set of pipes, one user.
+    store = LocalFsStore(tmp_path, {"b": tmp_path})
+    body = _body()
+    store.write_bytes("b", "vertex/p.jsonl", body)
+    here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
+    first = harvest.pieces(store, "b", harvest.spans([("vertex/p.jsonl", len(body))], 20_000), 1, workers=2)
+    out: list[bytes] = []
+    merged = harvest.Harvest(out.append)
+    merged.add(next(first))
+    team = harvest._TEAM
+    assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here  # meanwhile, in this process
+    for piece in first:
+        merged.add(piece)
+    assert (b"".join(out), merged.seen, merged.failures, merged.succeeded, merged.tokens) == here
+    assert harvest._TEAM is team and all(proc.poll() is None for proc in team.procs)
+
+
+def test_collects_on_threads_at_once_each_get_their_own_pieces(tmp_path, many_small_pieces):
+    store = LocalFsStore(tmp_path, {"b": tmp_path})
+    body = _body()
+    store.write_bytes("b", "vertex/p.jsonl", body)
+    here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(_collected, store, "b", "vertex/p.jsonl", len(body), 2) for _ in range(8)]
+        assert all(run.result(timeout=120) == here for run in runs)
