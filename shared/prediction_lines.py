@@ -100,12 +100,13 @@ def lines_of_rows(stream: IO[bytes], rows: list[int], again: Callable[[], Iterab
     """The lines of a staged part that hold `rows` (ascending), each found by searching for its row id.
 
     Collect's pass 2 wants the staged lines of the rows that failed, often a few in a hundred; stepping
-    through every line in Python to find them took 0.4-0.6 s of 200,000 short rows, where bytes.find goes
-    through a block's lines in C. A staged part lists its rows in ascending order, one line each, starting
-    `{"gbp_row":"r<row>",`, and that text cannot occur inside a line (a quote in a string is escaped), so
-    the match right after a newline is the row's line. When a row is not where that order puts it (a part
-    staged some other way: `batchctl postprocess` rebuilds one from predictions, in their order), the rest
-    comes from `again()`, every line of the part, less those already given."""
+    through every line in Python to find them took 0.21 s for 200,000 short rows (5% failed) on a local file,
+    where bytes.find goes through a block's lines in C: 0.06 s. A staged part lists its rows in ascending
+    order, one line each, starting `{"gbp_row":"r<row>",`. Searched for right after a newline (or at a block's
+    first line), that text is the row's line: a line holds no raw newline, and a nested object with such a
+    key is never at a line's start. When a row is not where that order puts it (a part staged some other
+    way: `batchctl postprocess` rebuilds one from predictions, in their order), the rest comes from
+    `again()`, every line of the part, less those already given."""
     found: set[int] = set()
     todo = iter(rows)
     want = next(todo, None)
