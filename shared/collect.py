@@ -186,14 +186,13 @@ def _staged_lines(p: Pipeline, record: dict[str, Any], msg: JobFinished, stack: 
     usual rules apply)."""
     staged = layout.staged_name(msg.run, msg.part)
 
-    def every_line() -> Any:
-        return iter_lines(stack.enter_context(p.store.open_read(p.work_bucket, staged)))
+    def opened() -> IO[bytes]:
+        return stack.enter_context(p.store.open_read(p.work_bucket, staged))
 
     try:
         if only is None:
-            return every_line(), None
-        stream = stack.enter_context(p.store.open_read(p.work_bucket, staged))
-        return prediction_lines.lines_of_rows(stream, only, every_line), None
+            return iter_lines(opened()), None
+        return prediction_lines.lines_of_rows(opened(), only, lambda: iter_lines(opened())), None
     except ObjectMissing:
         pass
     rebuilt = lost_input.restaged_lines(p, record, msg.part, stack)

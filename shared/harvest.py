@@ -202,13 +202,7 @@ class RowSet:
         self.update(rows)
 
     def add(self, row: int) -> None:
-        if 0 <= row < self._BITMAP_ROWS:
-            byte = row >> 3
-            if byte >= len(self._bits):
-                self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
-            self._bits[byte] |= 1 << (row & 7)
-        else:
-            self._more.add(row)
+        self.update((row,))
 
     def update(self, rows: Iterable[int]) -> list[int]:
         """Add `rows`; returns the indexes (in `rows`) of those the set held already.
@@ -295,10 +289,9 @@ class Harvest:
         self.tokens[0] += prompt
         self.tokens[1] += cand
         self.tokens[2] += total
-        for row, failure in piece.failures.items():
-            if row not in seen:
-                seen.add(row)
-                failures[row] = failure
+        failed = list(piece.failures.items())
+        held = set(seen.update([row for row, _ in failed]))  # rows seen before keep what came first
+        failures.update(item for i, item in enumerate(failed) if i not in held)
         return piece.unjoinable
 
 

@@ -79,7 +79,7 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
         # Read again just before the conditional write: the slots read at the start are as old as the Vertex
         # listing, and on this hot object a write refused as stale still counts against its write rate.
         stored = mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                             lambda cur: rules.stamped(tick(rules.upgrade(cur)), p.clock()))
+                             lambda cur: rules.stamped(tick(rules.current(cur)), p.clock()))
         scheduler.settle_reserved(p, queue, taken, stored)
         summary["started"] = scheduler.start_jobs(p, taken, stored)
     if any(summary.values()):

@@ -42,12 +42,12 @@ _QUEUE_PAGE = 100  # queue entries considered per reservation: slots, not the qu
 
 def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
     return mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                       lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock())) or rules.empty()
+                       lambda cur: rules.stamped(change(rules.current(cur)), p.clock())) or rules.empty()
 
 
 def read_slots(p: Pipeline) -> dict[str, Any]:
     found = p.store.read_json(p.work_bucket, layout.SCHEDULER_NAME)
-    return rules.upgrade(found.value if found else None)
+    return rules.current(found.value if found else None)  # a fresh read: no one else holds it
 
 
 def _as_current(stored: dict[str, Any] | None) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def _reserve(p: Pipeline, queue: list[Queued], *,
     change = reserve_change(p, queue, taken)
     try:
         stored, _ = change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                                lambda cur: rules.stamped(change(rules.upgrade(cur)), p.clock()),
+                                lambda cur: rules.stamped(change(rules.current(cur)), p.clock()),
                                 attempts=1 if best_effort else 40)
     except (StateConflictError, TransientError):
         if not best_effort:
