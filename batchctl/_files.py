@@ -35,8 +35,10 @@ from shared.config import Config
 from shared.errors import BadEventError
 from shared.lines import MAX_LINE_BYTES, READ_SIZE, iter_lines
 from shared.pipeline import Pipeline
+from shared.prediction_lines import StagedRowSums
 from shared.progress import resume
 from shared.publisher import MemoryPublisher
+from shared.rowsums import RowSums
 from shared.storage.localfs import LocalFsStore
 from shared.vertex import JobInfo
 
@@ -148,24 +150,40 @@ def validate(ops: Ops, file: Path, out_dir: Path, max_rows: int | None, max_byte
 
 
 # ------------------------------------------------------------------------------------------------ postprocess
-def _combined(paths: Iterable[Path], out: Path) -> tuple[int, int]:
+class _SummingFile:
+    """A file being written that also sums the row ids of the staged lines written to it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f, self.rows = f, StagedRowSums()
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+        self.rows.feed(data)
+
+
+def _combined(paths: Iterable[Path], out: Path) -> tuple[int, int, RowSums]:
     """Concatenate files of lines into `out` (streamed), each line ending in a newline, blank lines left out.
-    Returns (non-blank lines, bytes)."""
+    Returns (non-blank lines, bytes, the lines' row sums)."""
     rows = size = 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as sink:
+    with open(out, "wb") as f:
+        sink = _SummingFile(f)
         for path in paths:
-            with open(path, "rb") as f:
-                got = _copy_lines(f, sink)
+            with open(path, "rb") as source:
+                got = _copy_lines(source, sink)
             rows += got[0]
             size += got[1]
-    return rows, size
+    return rows, size, sink.rows.close()
 
 
-def _linked_or_combined(paths: tuple[Path, ...], out: Path) -> tuple[int, int]:
+def _linked_or_combined(paths: tuple[Path, ...], out: Path) -> tuple[int, int, RowSums]:
     """`_combined`, without copying one file that needs no change (every line ends in a newline and none is
     blank): it is linked into place. A staged part is often most of the bytes postprocess reads; collect reads
-    it from where `validate` wrote it, as the function reads it where submit staged it."""
+    it from where `validate` wrote it, as the function reads it where submit staged it.
+
+    The row sums go into the part's record, as submit records them: with them, collect's pass 2 searches for
+    the lines of the rows that failed (when every row came back) instead of stepping through every staged line:
+    0.11-0.15 s of ~0.45 s for the bench's 174 MB part, 0.3 s for 200,000 short rows."""
     if len(paths) == 1 and (counted := _clean_lines(paths[0])) is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
@@ -177,12 +195,14 @@ def _linked_or_combined(paths: tuple[Path, ...], out: Path) -> tuple[int, int]:
     return _combined(paths, out)
 
 
-def _clean_lines(path: Path) -> tuple[int, int] | None:
-    """(lines, bytes) of a file `_copy_lines` would copy unchanged; None when it would change it (a blank line,
-    no newline at the end, a line too long to read)."""
+def _clean_lines(path: Path) -> tuple[int, int, RowSums] | None:
+    """(lines, bytes, row sums) of a file `_copy_lines` would copy unchanged; None when it would change it (a
+    blank line, no newline at the end, a line too long to read)."""
     rows = size = since = 0  # since: bytes after the last newline
+    sums = StagedRowSums()
     with open(path, "rb") as f:
         while chunk := f.read(READ_SIZE):
+            sums.feed(chunk)
             # A blank line starts with whitespace right after a newline (or the file's start): _copy_lines' test.
             if since == 0 and chunk[:1] in _BLANK_FIRST:
                 return None
@@ -197,7 +217,7 @@ def _clean_lines(path: Path) -> tuple[int, int] | None:
                 since = len(chunk) - chunk.rfind(b"\n") - 1
                 rows += newlines
             size += len(chunk)
-    return (rows, size) if since == 0 and size else None
+    return (rows, size, sums.close()) if since == 0 and size else None
 
 
 # A line that is blank (only the whitespace bytes.strip removes) starts right after a newline with one of these.
@@ -226,7 +246,7 @@ def _newlines_unless_blank(chunk: bytes) -> int | None:
     return newlines
 
 
-def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
+def _copy_lines(f: IO[bytes], sink: IO[bytes] | _SummingFile) -> tuple[int, int]:
     """The lines of `iter_lines(f)` that are not blank, each with a newline, to `sink`: (lines, bytes).
 
     A read's whole lines are copied as they are when no line in them can be blank (`_newlines_unless_blank`);
@@ -265,10 +285,11 @@ def _copy_lines(f: IO[bytes], sink: IO[bytes]) -> tuple[int, int]:
     return rows, size
 
 
-def _staged_from_predictions(paths: Iterable[Path], out: Path) -> tuple[int, int]:
+def _staged_from_predictions(paths: Iterable[Path], out: Path) -> tuple[int, int, RowSums]:
     """The staged input rebuilt from prediction lines (each echoes its row id, key and request): rows that
-    never came back cannot be known this way."""
+    never came back cannot be known this way. Returns (lines, bytes, their row sums)."""
     seen: set[int] = set()
+    sums = RowSums()
     rows = size = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as sink:
@@ -286,12 +307,13 @@ def _staged_from_predictions(paths: Iterable[Path], out: Path) -> tuple[int, int
                     if row in seen:
                         continue
                     seen.add(row)
+                    sums.add(row)
                     has_key, key = joining.key_of(record)
                     line = joining.staged_line(row, record.get("request"), has_key, key)
                     sink.write(line)
                     rows += 1
                     size += len(line)
-    return rows, size
+    return rows, size, sums
 
 
 def _validation(path: Path | None, out: Path) -> tuple[int, dict[str, int]]:
@@ -300,7 +322,7 @@ def _validation(path: Path | None, out: Path) -> tuple[int, dict[str, int]]:
     if path is None:
         out.write_bytes(b"")
         return 0, {}
-    rows, _ = _combined([path], out)
+    rows, _, _ = _combined([path], out)
     by: Counter[str] = Counter()
     with open(out, "rb") as f:
         for raw in iter_lines(f):
@@ -346,7 +368,7 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
     harvest.prepare(p.store, config.collect_workers or harvest.available_cpus(),
                     sum(path.stat().st_size for path in predictions))
     staged_path = out_dir / layout.staged_name(run, PART)
-    rows, size = _linked_or_combined(staged, staged_path) if staged \
+    rows, size, sums = _linked_or_combined(staged, staged_path) if staged \
         else _staged_from_predictions(predictions, staged_path)
     invalid, by_status = _validation(validation_errors, out_dir / layout.validation_errors_name(run))
     output = out_dir / layout.vertex_output_prefix(run, PART)
@@ -361,7 +383,8 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
     record = runstate.new_run(run=run, bucket="local", name=str(predictions[0].resolve()), generation=0, rel=rel,
                               model=model, now=now)
     record["input"]["uri"] = predictions[0].resolve().as_uri()
-    record = runstate.staged(record, parts={PART: runstate.new_part(1, 1, rows, size)} if rows else {},
+    part = runstate.new_part(1, 1, rows, size, row_sums=sums.value())
+    record = runstate.staged(record, parts={PART: part} if rows else {},
                              total=rows + invalid, validation={"failed": invalid, "byReason": by_status}, note=None,
                              now=p.clock())
     if rows:

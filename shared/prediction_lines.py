@@ -19,6 +19,7 @@ Measured (one core, 37,000 prediction lines of ~5 KB, 195 MB): `orjson.loads` pe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -26,8 +27,9 @@ import msgspec
 import orjson
 
 from shared.joining import ROW_FIELD
+from shared.rowsums import RowSums
 
-__all__ = ["SEARCH_READ", "Undecodable", "decode_prediction", "lines_of_rows", "staged_row"]
+__all__ = ["SEARCH_READ", "StagedRowSums", "Undecodable", "decode_prediction", "lines_of_rows", "staged_row"]
 
 
 class Undecodable(ValueError):
@@ -141,3 +143,51 @@ def lines_of_rows(stream: IO[bytes], rows: list[int], again: Callable[[], Iterab
     for raw in again():
         if staged_row(raw) not in found:
             yield raw
+
+
+# A staged line's start, after the newline that ends the line before it: the row id `staged_row` reads. A regex
+# led by a literal newline is searched for at memchr speed; `(?m)^` in its place made the scan ~10x slower.
+_LINE_ROW = re.compile(rb'\n\{"' + ROW_FIELD.encode() + rb'":"r([0-9]{1,19})"[,}]')
+_HEAD = 64  # bytes of a line's start kept across reads: more than its row id takes
+
+
+class StagedRowSums:
+    """The row sums (`shared/rowsums.py`) of a staged part's lines, fed the part in reads of any size.
+
+    A part staged by submit has its sums in its record; one put together elsewhere (`batchctl postprocess`
+    links or copies the parts `batchctl validate` wrote) gets them here, so collect's pass 2 can search for
+    the few lines it needs instead of stepping through every line (`lines_of_rows`). Each line counts once,
+    from its first bytes, whichever reads it falls across. A line `staged_row` would not read (no row id first,
+    a row of more than 19 digits) adds nothing: the sums then fail to match the rows that came back, and
+    collect reads every line, as without sums. One regex search per read, no Python step per line: 174 MB of
+    ~5 KB lines in ~0.07 s, 69 MB of 200,000 short ones in ~0.07 s."""
+
+    __slots__ = ("sums", "_head")
+
+    def __init__(self) -> None:
+        self.sums = RowSums()
+        self._head = bytearray(b"\n")  # a newline and the first bytes of the line the last read ended in
+
+    def feed(self, data: bytes) -> None:
+        first = data.find(b"\n")
+        room = _HEAD + 1 - len(self._head)
+        if room > 0:
+            self._head += data[:room if first < 0 else min(first, room)]
+        if first < 0:
+            return
+        self._count_head()
+        last = data.rfind(b"\n")
+        # The lines that start after `first` and end by `last`, whole in this read; the one after `last` waits.
+        self.sums.update([int(row) for row in _LINE_ROW.findall(data, first, last)])
+        self._head = bytearray(b"\n") + data[last + 1:last + 1 + _HEAD]
+
+    def close(self) -> RowSums:
+        """The sums, once every read was fed (a last line without a newline counts too)."""
+        self._count_head()
+        self._head = bytearray(b"\n")
+        return self.sums
+
+    def _count_head(self) -> None:
+        found = _LINE_ROW.match(self._head)
+        if found:
+            self.sums.add(int(found[1]))

@@ -19,6 +19,7 @@ from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._files import postprocess, validate
 from shared import harvest, joining, lines, prediction_lines, raw_request, staging, validation
+from shared.rowsums import RowSums
 
 OK = '{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}'
 PREDICTIONS = [
@@ -144,10 +145,10 @@ def test_a_staged_file_is_linked_only_when_copying_it_would_change_nothing(seed:
     body += rng.choice([b"", b"\n"])
     path = tmp_path / "staged.jsonl"
     path.write_bytes(body)
-    copied = files_module._combined([path], tmp_path / "copy.jsonl")
+    copied = _counted(files_module._combined([path], tmp_path / "copy.jsonl"))
     clean = files_module._clean_lines(path)
     if clean is not None:
-        assert clean == copied and (tmp_path / "copy.jsonl").read_bytes() == body
+        assert _counted(clean) == copied and (tmp_path / "copy.jsonl").read_bytes() == body
     else:
         assert (tmp_path / "copy.jsonl").read_bytes() != body or not body or max(map(len, body.split(b"\n"))) > 200
 
@@ -181,8 +182,14 @@ def _old_staged_line(row, request, has_key, key):
     return orjson.dumps(record) + b"\n"
 
 
+def _counted(got):
+    """(lines, bytes, row count, row sums) of what `_combined` or `_clean_lines` returns."""
+    rows, size, sums = got
+    return rows, size, sums.count, sums.value()
+
+
 def _old_combined(paths, out):
-    """`batchctl._files._combined` as it was (a line at a time)."""
+    """`batchctl._files._combined` as it was (a line at a time, no row sums: collect then reads every line)."""
     rows = size = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as sink:
@@ -193,7 +200,7 @@ def _old_combined(paths, out):
                         sink.write(raw + b"\n")
                         rows += 1
                         size += len(raw) + 1
-    return rows, size
+    return rows, size, RowSums()
 
 
 @pytest.mark.parametrize("read_size", [1, 5, 16, 1000])
@@ -207,9 +214,11 @@ def test_copying_staged_files_keeps_the_lines_and_counts_of_copying_line_by_line
     for n, body in enumerate(bodies):
         paths.append(tmp_path / f"in{n}.jsonl")
         paths[-1].write_bytes(body)
-        assert files_module._combined([paths[-1]], tmp_path / "new") == _old_combined([paths[-1]], tmp_path / "old")
+        new = files_module._combined([paths[-1]], tmp_path / "new")
+        assert new[:2] == _old_combined([paths[-1]], tmp_path / "old")[:2]
         assert (tmp_path / "new").read_bytes() == (tmp_path / "old").read_bytes()
-    assert files_module._combined(paths, tmp_path / "new") == _old_combined(paths, tmp_path / "old")
+        assert new[2].count == body.startswith(b'{"gbp_row"') * 9
+    assert files_module._combined(paths, tmp_path / "new")[:2] == _old_combined(paths, tmp_path / "old")[:2]
     assert (tmp_path / "new").read_bytes() == (tmp_path / "old").read_bytes()
 
 

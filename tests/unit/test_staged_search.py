@@ -5,14 +5,20 @@ instead, with no line given twice; and collect writes the same files either way.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import random
+from pathlib import Path
 
 import orjson
 import pytest
 
+from batchctl._context import Ops
+from batchctl._files import postprocess, validate
 from shared import joining, layout, prediction_lines, submit
 from shared.lines import iter_lines
+from shared.rowsums import RowSums
 from tests.unit.fakes import make_pipeline, retryable
 from tests.unit.flows import assert_accounting, lines, settle, upload
 
@@ -116,3 +122,84 @@ def test_collect_writes_the_same_files_searching_as_reading_every_line(monkeypat
     every, _ = _run(monkeypatch, search=False)
     assert searched == every
     assert rows_searched >= 20  # the failed rows of attempt 1 (permanent and retryable), part by part
+
+
+# --- the row sums of a staged part put together outside submit (`batchctl postprocess`) --------------------------
+
+@pytest.mark.parametrize("seed", range(150))
+def test_staged_row_sums_count_each_line_once_however_it_falls_across_reads(seed: int):
+    rnd = random.Random(seed)
+    rows, staged = _part(rnd)
+    others = [b'{"x":1}\n', b'{"gbp_row":"r%d",\n' % (10 ** 20), b'{"gbp_row":"r12"x\n', b' {"gbp_row":"r13",}\n',
+              b'{"gbp_row":"r14"}\n', b'{"gbp_row":"r015","request":{}}\n']  # what staged_row reads or not
+    for line in rnd.sample(others, rnd.randint(0, len(others))):
+        staged.insert(rnd.randint(0, len(staged)), line)
+    data = b"".join(staged)
+    if rnd.random() < 0.3:
+        data = data.rstrip(b"\n")  # a last line without a newline counts too
+    expected = RowSums()
+    for line in data.split(b"\n"):
+        row = prediction_lines.staged_row(line)
+        if row is not None and row < 10 ** 19:
+            expected.add(row)
+    sums = prediction_lines.StagedRowSums()
+    at = 0
+    while at < len(data):
+        step = rnd.choice([1, 2, 13, 64, 65, 300, 5000])
+        sums.feed(data[at:at + step])
+        at += step
+    got = sums.close()
+    assert (got.count, got.value()) == (expected.count, expected.value())
+
+
+def _postprocess(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, search: bool, parts: int) -> dict:
+    """`batchctl validate` then `batchctl postprocess` of predictions where every row came back, a quarter
+    failed: the files written, and how many rows pass 2 searched for."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines(40)) + b"\n")
+    out = tmp_path / name
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        validate.main([str(source), "--out", str(out / "v"), "--json", "--max-rows", str(40 // parts)],
+                      obj=Ops({}), standalone_mode=False)
+    files = [Path(part["file"]) for part in json.loads(printed.getvalue())["parts"]]
+    predictions = []
+    for raw in b"".join(f.read_bytes() for f in files).splitlines():
+        line = orjson.loads(raw)
+        if line["gbp_row"].endswith(("3", "7")):
+            line["status"] = 'Bad Request: {"error": {"code": 400, "message": "no", "status": "INVALID_ARGUMENT"}}'
+        else:
+            line.update(status="", response={"candidates": [{"content": {"parts": [{"text": "ok"}]}}]})
+        predictions.append(orjson.dumps(line))
+    random.Random(parts).shuffle(predictions)
+    pred = tmp_path / f"{name}.jsonl"
+    pred.write_bytes(b"\n".join(predictions) + b"\n")
+    searched = []
+    find = prediction_lines.lines_of_rows
+
+    def spy(stream, rows, again):
+        searched.append(len(rows))
+        return find(stream, rows, again) if search else again()
+
+    monkeypatch.setattr(prediction_lines, "lines_of_rows", spy)
+    with contextlib.redirect_stdout(io.StringIO()):
+        postprocess.main([str(pred), "--out", str(out / "p"), "--json", "--name", "t",
+                          *[a for f in files for a in ("--staged", str(f))]], obj=Ops({}), standalone_mode=False)
+    return {"searched": searched, **{d: (out / "p" / d / ("t.json" if d == "reports" else "t.jsonl")).read_bytes()
+                                     for d in ("results", "errors", "reports")}}
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_postprocess_searches_for_the_failed_rows_and_writes_what_reading_every_line_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int):
+    # One staged part is linked into place, two are copied into one: both give the part's row sums.
+    searched = _postprocess(tmp_path, "search", monkeypatch, True, parts)
+    every = _postprocess(tmp_path, "every", monkeypatch, False, parts)
+    assert searched.pop("searched") == [8] == every.pop("searched")
+    searched["reports"], every["reports"] = _counts(searched["reports"]), _counts(every["reports"])
+    assert searched == every
+    assert searched["errors"].count(b"\n") == 8 and searched["results"].count(b"\n") == 32
+
+
+def _counts(report: bytes) -> tuple:
+    doc = orjson.loads(report)
+    return doc["rows"], doc["tokens"]
