@@ -28,7 +28,7 @@ def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE_BYTES, read_size: int
 
     A read is split where it lies: only the line that runs across reads is put together from its pieces. Joining
     the rest of each read to the line begun before it copied every byte once more: 195 MB of ~5 KB lines took
-    0.08 s that way, 0.06 s this way.
+    0.08 s that way, 0.05 s this way (one core, the file in the page cache).
     """
     pending: list[bytes] = []  # the pieces of a line begun in earlier reads
     held = 0  # their bytes
