@@ -112,32 +112,48 @@ def lines_of_rows(stream: IO[bytes], rows: list[int], again: Callable[[], Iterab
     found: set[int] = set()
     todo = iter(rows)
     want = next(todo, None)
-    carry = b""
     in_order = True
-    while want is not None and in_order:
-        block = stream.read(SEARCH_READ)
-        if not block:
-            break
-        data = carry + block if carry else block
-        end = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
-        carry = data[end:]
-        if not end:
-            continue
-        last = staged_row(data[data.rfind(b"\n", 0, end - 1) + 1:end])  # the block's highest row, in order
+
+    def scan(data: bytes, at: int, end: int) -> Iterator[bytes]:
+        """The wanted lines among the whole lines of data[at:end], in order; stops at one out of order."""
+        nonlocal want, in_order
+        before = data.rfind(b"\n", at, end - 1)  # the newline before the last line, if it is not the first
+        last = staged_row(data[before + 1 if before >= 0 else at:end])  # their highest row, in order
         in_order = last is not None
-        at = 0  # where a line starts
         while in_order and want is not None and want <= last:
             needle = _ROW_START % want
             if not data.startswith(needle, at):
                 at = data.find(b"\n" + needle, at, end) + 1
                 in_order = at > 0
                 if not in_order:
-                    break
+                    return
             line_end = data.index(b"\n", at)
             yield data[at:line_end]
             found.add(want)
             at = line_end + 1
             want = next(todo, None)
+
+    # A line that runs across reads is put together alone; joining each read to it copied every byte again.
+    carry = b""
+    while want is not None and in_order:
+        block = stream.read(SEARCH_READ)
+        if not block:
+            break
+        start = 0
+        if carry:
+            cut = block.find(b"\n")
+            if cut < 0:
+                carry += block
+                continue
+            start = cut + 1
+            line, carry = carry + block[:start], b""
+            yield from scan(line, 0, len(line))
+            if want is None or not in_order:
+                break
+        end = block.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
+        carry = block[max(end, start):]
+        if end > start:
+            yield from scan(block, start, end)
     if want is None:
         return
     for raw in again():
