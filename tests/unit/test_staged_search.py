@@ -84,10 +84,9 @@ def test_a_part_out_of_order_or_without_a_row_asked_for_is_read_in_full_with_no_
     assert set(wanted) & set(rows) <= set(got_rows)
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, search: bool) -> tuple[dict, int]:
-    """A file whose rows fail for good, or once and then succeed: every row comes back each attempt."""
-    p, store, vertex, publisher = make_pipeline(MAX_ATTEMPTS=2, MAX_ROWS_PER_JOB=30)
-    searched = []
+def _spy(monkeypatch: pytest.MonkeyPatch, search: bool) -> list[int]:
+    """How many rows each pass 2 searched for; with `search` False, each reads every line instead."""
+    searched: list[int] = []
     find = prediction_lines.lines_of_rows
 
     def spy(stream, rows, again):
@@ -95,6 +94,13 @@ def _run(monkeypatch: pytest.MonkeyPatch, search: bool) -> tuple[dict, int]:
         return find(stream, rows, again) if search else again()
 
     monkeypatch.setattr(prediction_lines, "lines_of_rows", spy)
+    return searched
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, search: bool) -> tuple[dict, int]:
+    """A file whose rows fail for good, or once and then succeed: every row comes back each attempt."""
+    p, store, vertex, publisher = make_pipeline(MAX_ATTEMPTS=2, MAX_ROWS_PER_JOB=30)
+    searched = _spy(monkeypatch, search)
     bad = b'{"key":"bad","request":{"contents":[{"role":"tester","parts":[{"text":"x"}]}]}}'
     submit.handle_upload(p, upload(store, "incoming/s.jsonl", b"\n".join(lines(70) + [bad])))
     fails_once = {f"q{i}" for i in range(1, 71, 3)}
@@ -173,14 +179,7 @@ def _postprocess(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, sea
     random.Random(parts).shuffle(predictions)
     pred = tmp_path / f"{name}.jsonl"
     pred.write_bytes(b"\n".join(predictions) + b"\n")
-    searched = []
-    find = prediction_lines.lines_of_rows
-
-    def spy(stream, rows, again):
-        searched.append(len(rows))
-        return find(stream, rows, again) if search else again()
-
-    monkeypatch.setattr(prediction_lines, "lines_of_rows", spy)
+    searched = _spy(monkeypatch, search)
     with contextlib.redirect_stdout(io.StringIO()):
         postprocess.main([str(pred), "--out", str(out / "p"), "--json", "--name", "t",
                           *[a for f in files for a in ("--staged", str(f))]], obj=Ops({}), standalone_mode=False)
