@@ -51,9 +51,14 @@ def staged_line(row: int, request: Any, has_key: bool, key: Any) -> bytes:
 
 def staged_line_raw(row: int, request_json: bytes, has_key: bool, key: Any) -> bytes:
     """`staged_line` for a request given as `orjson.dumps(request)` (see `shared/raw_request.py`): the same bytes."""
-    if has_key:
+    return staged_line_spliced(row, request_json, orjson.dumps(key) if has_key else None)
+
+
+def staged_line_spliced(row: int, request_json: bytes, key_json: bytes | None) -> bytes:
+    """`staged_line` for a request and key given as orjson spells them (key None: the line has none)."""
+    if key_json is not None:
         return b'{"gbp_row":"r%d","gbp_key":%b,"request":%b}\n' % (
-            row, orjson.dumps("k" + orjson.dumps(key).decode()), request_json)
+            row, orjson.dumps("k" + key_json.decode()), request_json)
     return b'{"gbp_row":"r%d","request":%b}\n' % (row, request_json)
 
 

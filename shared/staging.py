@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from shared import joining, layout, raw_request, runstate
+from shared.known_shapes import KnownShapes
 from shared.lines import TooLong, iter_lines
 from shared.pipeline import Pipeline
 from shared.rowsums import RowSums
@@ -101,6 +102,7 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
     """Stream gs://bucket/name#generation once. Raises ObjectMissing if that generation is gone."""
     staged = Staged()
     validator = LineValidator()
+    shapes = KnownShapes()
     max_bytes = p.config.max_bytes_per_job
     with ExitStack() as stack:
         errors = stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run)))
@@ -114,6 +116,11 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
                         f"line {row}: {raw.length} bytes is longer than any request Vertex accepts",
                         line=bytes(raw).decode(errors="replace"))
                 continue
+            line = shapes.staged_line(row, raw)
+            if line is not None and len(line) <= max_bytes:
+                staged.total += 1
+                parts.add(line, row)
+                continue  # never the first staged line: a line of its shape was staged before it
             verdict = validator.validate(row, raw)
             if verdict is None:
                 continue  # blank lines are not rows
@@ -123,17 +130,20 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
                         line=verdict.line, has_key=verdict.has_key, key=verdict.key)
                 continue
             assert isinstance(verdict, Accepted)
-            # A request already spelled as orjson would spell it is copied, never re-serialised.
-            spliced = raw_request.request_bytes(raw, verdict.has_key, verdict.key, verdict.keys)
-            if spliced is None:
+            # A request already spelled as orjson would spell it is copied, never re-serialised; its line's shape
+            # is kept, so later lines of that shape are staged without parsing them (`known_shapes`).
+            span = raw_request.request_span(raw, verdict.has_key, verdict.key, verdict.keys)
+            if span is None:
                 line = joining.staged_line(row, verdict.request, verdict.has_key, verdict.key)
             else:
-                line = joining.staged_line_raw(row, spliced, verdict.has_key, verdict.key)
+                line = joining.staged_line_raw(row, raw[span[0]:span[1]], verdict.has_key, verdict.key)
             if len(line) > max_bytes:
                 _reject(errors, staged, row, "line_too_large",
                         f"line {row}: {len(line)} bytes is more than MAX_BYTES_PER_JOB ({max_bytes})",
                         request=verdict.request, has_key=verdict.has_key, key=verdict.key)
                 continue
+            if span is not None:
+                shapes.learn(raw, span[0], span[1], verdict.has_key)
             parts.add(line, row)
             if first_staged:
                 first_staged = False

@@ -18,7 +18,7 @@ from batchctl import _files as files_module
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._files import postprocess, validate
-from shared import harvest, joining, lines, prediction_lines, raw_request, staging, validation
+from shared import harvest, joining, known_shapes, lines, prediction_lines, raw_request, staging, validation
 from shared.rowsums import RowSums
 
 OK = '{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}'
@@ -258,6 +258,8 @@ TRICKY_INPUT = b"\n".join([
       for i in range(20)),
     *(b'{"key":%d,"request":{"contents":[{"parts":[{"text":"row %d \xc3\xa9"}]}],"x":{"y":%d.25}}}' % (i, i, i)
       for i in range(20, 40)),  # spliced
+    *(b'{"key":"s%d","request":{"contents":[{"parts":[{"text":"one shape %d \xc3\xa9"}]}]}}' % (i, i)
+      for i in range(10)),  # staged from the first one's shape (known_shapes)
     b'\t{"key":"d","request":{"contents":[{"parts":[{"text":"last, no newline"}]}]}}',
 ])
 
@@ -317,7 +319,8 @@ def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(t
     monkeypatch.setattr(files_module, "_combined", _old_combined)
     monkeypatch.setattr(joining, "result_line", _old_result_line)
     monkeypatch.setattr(joining, "staged_line", _old_staged_line)
-    monkeypatch.setattr(raw_request, "request_bytes", lambda *args: None)
+    monkeypatch.setattr(raw_request, "request_span", lambda *args: None)
+    monkeypatch.setattr(known_shapes.KnownShapes, "staged_line", lambda *args: None)
     _parse_every_line(monkeypatch)
     monkeypatch.setattr(harvest, "PIECE_BYTES", 1 << 30)
     old = _round_trip(tmp_path, "old")
