@@ -1,27 +1,31 @@
 """Staging a line whose shape an accepted line of the same file already had, without parsing or walking it.
 
 The lines of an input file mostly share one shape: the same keys, the same JSON between the strings, the same
-kind of value in each string, one prompt and one "key" string differing from line to line. Validation's verdict
-on a line depends only on that shape (the keys, the types, numeric-looking strings, the `role` values) and on
-the file's schema, which an accepted line fixes for every path it uses. So a line of a known shape gets the
-verdict its shape got, and the staged line `raw_request.request_bytes` would splice, from the line's bytes.
+kind of value in each string, one prompt and one "key" (a string or a row number) differing from line to line.
+Validation's verdict on a line depends only on that shape (the keys, the types, numeric-looking strings, the
+`role` values) and on the file's schema, which an accepted line fixes for every path it uses. So a line of a
+known shape gets the verdict its shape got, and the staged line the full path would write, from its bytes.
 
-A line's shape is `raw.split(b'"')` (with no backslash in the line, the odd pieces are exactly its strings'
-contents) with each string that is a value (followed at once by `,`, `}` or `]`) reduced to whether the
-importer reads it as a number, except a `role` value, which is kept whole. Keys, the bytes between strings,
-and any string followed by something else stay as they are. A shape is learnt only from a line that was
-accepted and spliced (its request and key spelled as orjson spells them), so a line of the same shape is valid
-JSON, spelled the same way, exactly when its strings are: valid UTF-8 with no control character (none is
-escaped, as no backslash is there). Its verdict and staged bytes are then the full path's, byte for byte
-(tests/unit/test_known_shapes.py checks this against the full path on generated and hostile lines).
+A line's shape is `raw.split(b'"')` (with no escaped quote in the line, the odd pieces are exactly its strings'
+contents) with each string that is a value reduced to whether the importer reads it as a number, except a `role`
+value, which is kept whole. Keys and the bytes between strings stay as they are, but for a "key" that is an
+integer, which the shape holds as `#`. A shape is learnt from an
+accepted line whose only escapes are `\\n`, `\\t` and `\\r` (a prompt's line breaks), so a line of the same shape
+is valid JSON exactly when its strings are: valid UTF-8 with no control character and no other escape. Its
+staged line is orjson's spelling of its request and key: orjson writes such strings back as they are, so that
+spelling is the line's strings between the bytes orjson wrote between the learnt line's strings (spaces gone,
+numbers spelled its way). Verdicts and staged bytes are the full path's, byte for byte;
+tests/unit/test_known_shapes.py checks this against the full path on generated and hostile lines, compact and
+spaced, with string and integer keys.
 
-What a known line costs is three passes over its bytes (the split, the check of its strings, the copy into
-the staged line) and a few dict and tuple operations: on the bench's ~4.6 KB lines ~10.5 us, against ~16 us
-for parsing, validating and splicing it (~6.5 us of which is `orjson.loads`). `python -m bench.measure validate
-INPUT WORK`, side by side with the code before this module, two or three runs each: the bench's 200 MB input
-0.97 s -> 0.64 s, its 200,000 short lines 2.33 s -> 1.07 s, the same bytes written. A file whose lines all
-differ in shape (per-row keys) gets nothing from this, so it stops looking after `_GIVE_UP_MISSES` misses
-with fewer hits than misses.
+What a known line costs is a few passes over its bytes (the split, the check of its strings, the copy into the
+staged line) and a few dict and tuple operations: on the bench's ~4.6 KB lines ~11-12 us, against ~16 us for
+parsing, validating and splicing it (~6.5-7 us of which is `orjson.loads` alone), and more against a line
+orjson must write again. `python -m bench.measure validate INPUT WORK`, side by side with the code before this
+module, two runs each, the same bytes written: the bench's 200 MB input 1.04-1.06 s -> 0.74 s; the same rows
+as `json.dumps` writes them (spaces, a line break in each prompt) 1.06-1.07 s -> 0.79-0.81 s; its 200,000 short
+lines 2.31-2.32 s -> 1.29 s. A file whose lines all differ in shape (per-row keys) gets nothing from this, so it
+stops looking after `_GIVE_UP_MISSES` misses with fewer hits than misses.
 """
 
 from __future__ import annotations
@@ -29,26 +33,35 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
+
+import orjson
 
 from shared import joining
 
 __all__ = ["KnownShapes"]
 
-_VALUE_ENDS = (b",", b"}", b"]")
 _NUMERIC = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?")  # validation._NUMERIC_RE, for bytes
-# Control bytes and the backslash become a byte UTF-8 never has: one decode finds them and bad UTF-8 alike.
-_UNSAFE = bytes(0xFF if b < 0x20 or b == 0x5C else b for b in range(256))
+# Control bytes become a byte UTF-8 never has: one decode finds them and bad UTF-8 alike.
+_UNSAFE = bytes(0xFF if b < 0x20 else b for b in range(256))
+# An escape orjson may write otherwise (`\\u00e9` as the character), or a quote or backslash escaped (a `"` that
+# does not end a string). `\\\\n` is refused too: its first backslash is followed by another.
+_OTHER_ESCAPE = re.compile(rb"\\[^ntr]")
+_LINE_BREAKS = (b"n", b"t", b"r")
+_FEW_ESCAPES = 32  # found one by one (a regex search costs ~3 us on 4.6 KB, a find a tenth of that); then the regex
+# A "key" that is an integer (a row number) sits between strings: lines of one shape differ there too. The shape
+# is kept with the integer as `#`, and a line's integer is taken when orjson spells it the same way (no `-0`, up to
+# 18 digits: within its 64-bit range).
+_INTEGER = re.compile(rb"-?[0-9]+")
+_ORJSON_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,17}")
 _CONTROLS = bytes(range(0x20))
-_KEY_FIRST = b'{"key":'
-_KEY_BEFORE = len(b',"key":')
-_REQUEST_AFTER = len(b',"request":')
+_WHITESPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
 _MAX_SHAPES = 256  # forgotten all at once past this: a file has a few shapes, or too many to keep
 _MAX_ALIKE = 8  # shapes kept with the same bytes between strings (each is tried in turn)
-_MAX_SHAPE_BYTES = 4096  # of strings kept whole: a shape with more (a long key, strings before spaces) is not kept
+_MAX_SHAPE_BYTES = 4096  # of strings kept whole: a shape with more (long keys) is not kept
 _GIVE_UP_MISSES = 1000
-
-# How a line holds its key: none, `{"key":K,"request":R}`, `{"request":R,"key":K}`.
-_NO_KEY, _KEY_FIRST_FORM, _KEY_LAST_FORM = 0, 1, 2
+_MAX_INTEGER_KEYS = 4  # places an integer key is looked for (each a lookup more for a line of no known shape)
 
 
 def _picker(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
@@ -61,28 +74,69 @@ def _picker(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
     return lambda pieces: ()
 
 
+class _Value:
+    """A top-level member's value: it starts in pieces[first] and ends in pieces[last] (pieces between strings),
+    and orjson writes it as its strings between `between`."""
+
+    __slots__ = ("first", "last", "between")
+
+    def __init__(self, first: int, last: int, between: list[bytes]) -> None:
+        self.first, self.last, self.between = first, last, between
+
+    def spelled(self, pieces: list[bytes]) -> bytes:
+        out = pieces[self.first:self.last + 1]
+        out[0::2] = self.between
+        return b'"'.join(out)
+
+
+def _value(pieces: list[bytes], first: int, value: Any, depths: dict[int, int]) -> _Value | None:
+    """The _Value of `value` (parsed), which starts in pieces[first]; None when orjson does not write its strings
+    as they are in the line (a duplicate key, a string orjson would escape)."""
+    try:
+        # Copied: a piece may be the whole of what orjson returned, which keeps a work buffer of ~1 KB or more.
+        compact = bytes(memoryview(orjson.dumps(value))).split(b'"')
+    except orjson.JSONEncodeError:
+        return None
+    last = first + len(compact) - 1
+    if last >= len(pieces) or compact[1::2] != pieces[first + 1:last:2]:
+        return None
+    if depths.get(last + 1, 1) != 1:
+        return None  # the line's value goes on past the strings orjson wrote: a key it left out
+    return _Value(first, last, compact[0::2])
+
+
+class _IntegerKey:
+    """The "key" of a line of the shape: an integer in pieces[piece] (-1: the last piece)."""
+
+    __slots__ = ("piece",)
+
+    def __init__(self, piece: int) -> None:
+        self.piece = piece
+
+    def spelled(self, pieces: list[bytes]) -> bytes | None:
+        """orjson's spelling of the integer, when the line spells it that way; else None."""
+        number = _INTEGER.search(pieces[self.piece]).group()
+        return number if _ORJSON_INTEGER.fullmatch(number) else None
+
+
 class _Shape:
-    """One learnt shape: which strings it keeps whole (keys, `role` values, strings not followed at once by `,`
-    `}` `]`) and what they hold; which are values, and which of those the importer reads as numbers; where the
-    request starts and ends (in a piece between strings, so the same in every line of the shape) and how the
-    line holds its key; how many control bytes it has between strings (a `\\r` before the newline)."""
+    """One learnt shape: the strings it keeps whole (keys, `role` values) and what they hold; its values, and
+    which of them the importer reads as numbers; its request and key; how many control bytes it has between
+    strings (spaces and tabs are not, `\\t` and `\\r` are)."""
 
-    __slots__ = ("whole", "strings", "values", "numeric", "start_piece", "start_offset", "end_piece", "end_back",
-                 "form", "controls")
+    __slots__ = ("whole", "strings", "values", "numeric", "request", "key", "controls")
 
-    def __init__(self, pieces: list[bytes], start: int, end: int, form: int) -> None:
-        whole, values = [], []
-        for i in range(1, len(pieces) - 1, 2):
-            is_value = pieces[i + 1][:1] in _VALUE_ENDS and (i < 3 or pieces[i - 2] != b"role")
-            (values if is_value else whole).append(i)
+    def __init__(self, pieces: list[bytes], keys: list[int], request: _Value, key: _Value | _IntegerKey | None) \
+            -> None:
+        is_key = set(keys)
+        whole = [i for i in range(1, len(pieces) - 1, 2)
+                 if i in is_key or (i - 2 in is_key and pieces[i - 2] == b"role")]
+        kept = set(whole)
         self.whole = _picker(whole)
         self.strings = self.whole(pieces)
-        self.values = _picker(values)
+        self.values = _picker([i for i in range(1, len(pieces) - 1, 2) if i not in kept])
         self.numeric = tuple(_is_numeric(text) for text in self.values(pieces))
-        self.start_piece, self.start_offset = _piece_at(pieces, start)
-        self.end_piece, end_offset = _piece_at(pieces, end)
-        self.end_back = len(pieces[self.end_piece]) - end_offset
-        self.form = form
+        self.request, self.key = request, key
         self.controls = sum(len(piece) - len(piece.translate(None, _CONTROLS)) for piece in pieces[0::2])
 
     def matches(self, pieces: list[bytes]) -> bool:
@@ -100,26 +154,30 @@ def _is_numeric(text: bytes) -> bool:
     return text[:1] < b":" and _NUMERIC.fullmatch(text) is not None
 
 
-def _piece_at(pieces: list[bytes], offset: int) -> tuple[int, int]:
-    """(i, o): byte `offset` of the line is byte o of pieces[i] (or just past it), pieces joined by a quote."""
-    for i, piece in enumerate(pieces):
-        if offset <= len(piece):
-            return i, offset
-        offset -= len(piece) + 1
-    raise ValueError("offset past the line")
+def _only_line_breaks(raw: bytes) -> bool:
+    """Whether every escape in `raw` is `\\n`, `\\t` or `\\r`."""
+    at = raw.find(b"\\")
+    for _ in range(_FEW_ESCAPES):
+        if at < 0:
+            return True
+        if raw[at + 1:at + 2] not in _LINE_BREAKS:
+            return False
+        at = raw.find(b"\\", at + 2)
+    return at < 0 or _OTHER_ESCAPE.search(raw, at) is None
 
 
 class KnownShapes:
-    """The shapes of one file's accepted, spliced lines, and the staged lines of later lines of those shapes.
+    """The shapes of one file's accepted lines, and the staged lines of later lines of those shapes.
 
     `staged_line(row, raw)` first; when it gives None, the caller validates the line in full and, when it is
-    accepted and its request spliced, calls `learn(raw, start, end, has_key)` with the request's span."""
+    accepted and staged, calls `learn(raw, has_key, key, request)` with what validation parsed."""
 
-    __slots__ = ("_shapes", "_count", "_last", "_hits", "_misses", "_on")
+    __slots__ = ("_shapes", "_count", "_integer_keys", "_last", "_hits", "_misses", "_on")
 
     def __init__(self) -> None:
         self._shapes: dict[tuple[bytes, ...], list[_Shape]] = {}  # by the bytes between strings
         self._count = 0
+        self._integer_keys: list[int] = []  # where shapes have an integer key: an index in pieces[0::2]
         self._last: tuple | None = None  # (raw, pieces) of the line staged_line last missed
         self._hits = self._misses = 0
         self._on = True
@@ -130,7 +188,17 @@ class KnownShapes:
         if not self._on:
             return None
         pieces = raw.split(b'"')
-        for shape in self._shapes.get(tuple(pieces[0::2]), ()):
+        between = pieces[0::2]
+        alike = self._shapes.get(tuple(between))
+        if alike is None:
+            for at in self._integer_keys:
+                if -len(between) <= at < len(between):
+                    trial = between.copy()
+                    trial[at] = _INTEGER.sub(b"#", trial[at], 1)
+                    alike = self._shapes.get(tuple(trial))
+                    if alike is not None:
+                        break
+        for shape in alike or ():
             if shape.matches(pieces):
                 break
         else:
@@ -139,40 +207,62 @@ class KnownShapes:
                 self._on = False
             self._last = (raw, pieces)
             return None
-        # Strings must be valid UTF-8 with no control byte and no backslash (nothing escaped): the same decode
-        # finds all three. A `\r` before the newline sits between strings.
+        # Strings must be valid UTF-8 with no control byte (one decode finds both; between strings a line has only
+        # ASCII, and control bytes only where the shape has them) and no other escape than orjson writes back.
         try:
-            (raw[:-1] if shape.controls else raw).translate(_UNSAFE).decode()
+            (b'"'.join(pieces[1::2]) if shape.controls else raw).translate(_UNSAFE).decode()
         except UnicodeDecodeError:
-            return None  # the full path says how the line is invalid, or stages it
+            return None  # the full path says how the line is invalid
+        if not _only_line_breaks(raw):
+            return None
+        key = shape.key
+        if key is not None:
+            key = key.spelled(pieces)
+            if key is None:
+                return None  # an integer orjson spells otherwise
         self._hits += 1
-        i = shape.start_piece
-        start = shape.start_offset + (sum(map(len, pieces[:i])) + i if i else 0)
-        i = shape.end_piece - len(pieces) + 1  # <= 0: pieces after the end's, counted from the last
-        end = len(raw) - shape.end_back - (sum(map(len, pieces[i:])) - i if i else 0)
-        body = raw[start:end]
-        form = shape.form
-        if form == _NO_KEY:
-            return joining.staged_line_spliced(row, body, None)
-        if form == _KEY_FIRST_FORM:
-            return joining.staged_line_spliced(row, body, raw[len(_KEY_FIRST):start - _REQUEST_AFTER])
-        return joining.staged_line_spliced(row, body, raw[end + _KEY_BEFORE:len(raw) - 1 - shape.controls])
+        return joining.staged_line_spliced(row, shape.request.spelled(pieces), key)
 
-    def learn(self, raw: bytes, start: int, end: int, has_key: bool) -> None:
-        """Keep the shape of `raw`, the line `staged_line` last missed, accepted with its request at
-        raw[start:end] spelled as orjson spells it (`raw_request.request_span`)."""
+    def learn(self, raw: bytes, has_key: bool, key: Any, request: dict) -> None:
+        """Keep the shape of `raw`, the line `staged_line` last missed, which was accepted and staged with this
+        key (`has_key`) and request."""
         last, self._last = self._last, None
-        if last is None or last[0] is not raw or b"\\" in raw:
-            return
+        if last is None or last[0] is not raw or not _only_line_breaks(raw) or raw.startswith(_BOM):
+            return  # (a BOM is skipped on line 1 only)
         pieces = last[1]
-        form = _NO_KEY if not has_key else _KEY_FIRST_FORM if raw.startswith(_KEY_FIRST) else _KEY_LAST_FORM
-        shape = _Shape(pieces, start, end, form)
-        if sum(map(len, shape.strings)) > _MAX_SHAPE_BYTES or shape.controls > 1:
+        if not len(pieces) & 1:
+            return
+        keys = [i for i in range(1, len(pieces) - 1, 2) if pieces[i + 1].lstrip(_WHITESPACE)[:1] == b":"]
+        depths: dict[int, int] = {}  # string -> how many objects and arrays hold it
+        depth = 0
+        for i in range(1, len(pieces) - 1, 2):
+            between = pieces[i - 1]
+            depths[i] = depth = depth + between.count(b"{") + between.count(b"[") - between.count(b"}") - \
+                between.count(b"]")
+        at_request = [i for i in keys if depths[i] == 1 and pieces[i] == b"request"]
+        at_key = [i for i in keys if depths[i] == 1 and pieces[i] == b"key"]
+        if len(at_request) != 1 or len(at_key) != has_key:
+            return
+        request_value = _value(pieces, at_request[0] + 1, request, depths)
+        key_value = _value(pieces, at_key[0] + 1, key, depths) if has_key else None
+        if request_value is None or (has_key and key_value is None):
+            return
+        between = pieces[0::2]
+        if type(key) is int and key_value.first == key_value.last and \
+                _INTEGER.findall(pieces[key_value.first]) == key_value.between:
+            at = -1 if key_value.first == len(pieces) - 1 else key_value.first // 2
+            if at not in self._integer_keys and len(self._integer_keys) < _MAX_INTEGER_KEYS:
+                self._integer_keys.append(at)
+            if at in self._integer_keys:
+                key_value = _IntegerKey(at if at < 0 else key_value.first)
+                between[at] = _INTEGER.sub(b"#", between[at], 1)
+        shape = _Shape(pieces, keys, request_value, key_value)
+        if sum(map(len, shape.strings)) > _MAX_SHAPE_BYTES:
             return
         if self._count >= _MAX_SHAPES:
             self._shapes.clear()
             self._count = 0
-        alike = self._shapes.setdefault(tuple(pieces[0::2]), [])
+        alike = self._shapes.setdefault(tuple(between), [])
         if len(alike) < _MAX_ALIKE:
             alike.append(shape)
             self._count += 1

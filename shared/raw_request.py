@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["request_bytes", "request_span"]
+__all__ = ["request_bytes"]
 
 _SPACE = re.compile(rb"[ \t\r\n]")
 _NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
@@ -45,12 +45,6 @@ _SPELLED_LONGEST = 512
 def request_bytes(raw: bytes, has_key: bool, key: Any, keys: int) -> bytes | None:
     """R, the bytes of the "request" of an accepted line `raw` (with its parsed `has_key` / `key`) whose request
     objects hold `keys` keys, when they are orjson's own spelling of it; None otherwise."""
-    span = request_span(raw, has_key, key, keys)
-    return None if span is None else raw[span[0]:span[1]]
-
-
-def request_span(raw: bytes, has_key: bool, key: Any, keys: int) -> tuple[int, int] | None:
-    """(start, end): R is raw[start:end], when `request_bytes` gives R; None when it gives None."""
     end = len(raw) - 1
     if raw[end:] == b"\r":
         end -= 1
@@ -90,7 +84,7 @@ def request_span(raw: bytes, has_key: bool, key: Any, keys: int) -> tuple[int, i
             if len(_SPELLED) >= _SPELLED_MAX:
                 _SPELLED.clear()
             _SPELLED[structure] = spelled
-    return (start, end) if spelled else None
+    return body if spelled else None
 
 
 def _spelled_as_orjson(structure: bytes) -> bool:

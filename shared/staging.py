@@ -130,20 +130,18 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int) -> Sta
                         line=verdict.line, has_key=verdict.has_key, key=verdict.key)
                 continue
             assert isinstance(verdict, Accepted)
-            # A request already spelled as orjson would spell it is copied, never re-serialised; its line's shape
-            # is kept, so later lines of that shape are staged without parsing them (`known_shapes`).
-            span = raw_request.request_span(raw, verdict.has_key, verdict.key, verdict.keys)
-            if span is None:
+            # A request already spelled as orjson would spell it is copied, never re-serialised.
+            spliced = raw_request.request_bytes(raw, verdict.has_key, verdict.key, verdict.keys)
+            if spliced is None:
                 line = joining.staged_line(row, verdict.request, verdict.has_key, verdict.key)
             else:
-                line = joining.staged_line_raw(row, raw[span[0]:span[1]], verdict.has_key, verdict.key)
+                line = joining.staged_line_raw(row, spliced, verdict.has_key, verdict.key)
             if len(line) > max_bytes:
                 _reject(errors, staged, row, "line_too_large",
                         f"line {row}: {len(line)} bytes is more than MAX_BYTES_PER_JOB ({max_bytes})",
                         request=verdict.request, has_key=verdict.has_key, key=verdict.key)
                 continue
-            if span is not None:
-                shapes.learn(raw, span[0], span[1], verdict.has_key)
+            shapes.learn(raw, verdict.has_key, verdict.key, verdict.request)  # later lines of its shape: no parse
             parts.add(line, row)
             if first_staged:
                 first_staged = False

@@ -319,7 +319,7 @@ def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(t
     monkeypatch.setattr(files_module, "_combined", _old_combined)
     monkeypatch.setattr(joining, "result_line", _old_result_line)
     monkeypatch.setattr(joining, "staged_line", _old_staged_line)
-    monkeypatch.setattr(raw_request, "request_span", lambda *args: None)
+    monkeypatch.setattr(raw_request, "request_bytes", lambda *args: None)
     monkeypatch.setattr(known_shapes.KnownShapes, "staged_line", lambda *args: None)
     _parse_every_line(monkeypatch)
     monkeypatch.setattr(harvest, "PIECE_BYTES", 1 << 30)
