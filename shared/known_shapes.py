@@ -115,8 +115,8 @@ class _IntegerKey:
 
     def spelled(self, pieces: list[bytes]) -> bytes | None:
         """orjson's spelling of the integer, when the line spells it that way; else None."""
-        number = _INTEGER.search(pieces[self.piece]).group()
-        return number if _ORJSON_INTEGER.fullmatch(number) else None
+        found = _INTEGER.search(pieces[self.piece])  # none in a line that has the shape's `#` itself
+        return found[0] if found is not None and _ORJSON_INTEGER.fullmatch(found[0]) else None
 
 
 class _Shape:

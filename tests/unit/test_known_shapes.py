@@ -28,7 +28,7 @@ COMMON = [b"plain text", b"caf\xc3\xa9 \xe2\x80\xa8 \x7f", b"x" * 300, b"k1", b"
           b"line one\\nline two\\n\\tthree"]
 KEYS = [b"team", b"team", b"1a", b"_TABLE_x", b"a-b", b"a" * 301, b"_ok", b"user", b"a\\nb", b"t\\u0065am"]
 NUMBERS = [b"0", b"7", b"-3", b"123456789012345678", b"1234567890123456789", b"-0", b"007", b"1.5", b"1e3",
-           b"18446744073709551616", b"-", b"7 8"]
+           b"18446744073709551616", b"-", b"7 8", b"#", b"-#"]
 ROLES = [b"user", b"user", b"model", b"assistant", b"", b"123", b"us\\ner", b"\\u0075ser"]
 # Shapes, with S a string, R a role, K a key name. Each keeps its bytes between strings from line to line.
 TEMPLATES = [
