@@ -185,7 +185,7 @@ class KnownShapes:
     def staged_line(self, row: int, raw: bytes) -> bytes | None:
         """The line `raw` (line `row` of the file) staged, when a line of its shape was learnt; else None."""
         self._last = None
-        if not self._on:
+        if not self._on or type(raw) is not bytes:  # (shapes are dict keys: a bytearray's pieces are not hashable)
             return None
         pieces = raw.split(b'"')
         between = pieces[0::2]

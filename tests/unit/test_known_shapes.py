@@ -194,3 +194,12 @@ def test_each_row_number_key_gets_the_full_paths_staged_line(number: bytes, monk
         known, hits = _stage(data, monkeypatch, known=True, max_bytes=1 << 20)
         assert known == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0], template
         assert hits >= 5 or b"[<N>]" in template  # (a key that holds an integer is not one)
+
+
+def test_a_line_in_another_buffer_type_takes_the_full_path():
+    shapes = KnownShapes()
+    raw = b'{"key":"a","request":{"contents":[{"parts":[{"text":"hello"}]}]}}'
+    assert shapes.staged_line(1, raw) is None
+    shapes.learn(raw, True, "a", {"contents": [{"parts": [{"text": "hello"}]}]})
+    assert shapes.staged_line(2, raw) is not None
+    assert shapes.staged_line(3, bytearray(raw)) is None
