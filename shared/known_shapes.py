@@ -37,11 +37,11 @@ from typing import Any
 
 import orjson
 
-from shared import joining
+from shared import joining, validation
 
 __all__ = ["KnownShapes"]
 
-_NUMERIC = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?")  # validation._NUMERIC_RE, for bytes
+_NUMERIC = re.compile(validation._NUMERIC_RE.pattern.encode())  # the importer's numeric strings, as bytes
 # Control bytes become a byte UTF-8 never has: one decode finds them and bad UTF-8 alike.
 _UNSAFE = bytes(0xFF if b < 0x20 else b for b in range(256))
 # An escape orjson may write otherwise (`\\u00e9` as the character), or a quote or backslash escaped (a `"` that
