@@ -143,33 +143,32 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
     failures: dict[int, joining.Failure] = {}
     unjoinable: list[str] = []
     prompt_sum = cand_sum = total_sum = 0
-    decode, classify, key_of = prediction_lines.decode_prediction, joining.classify, joining.key_of
-    result_line, usage_tokens, success = joining.result_line, joining.usage_tokens, joining.Success
+    decode, success_line, classify = prediction_lines.decode_prediction, joining.success_line, joining.classify
     for raw in lines:
         if not raw.strip():
             continue
         try:
-            record = decode(raw)  # the request is skipped, not built
-            outcome = classify(record)
-            if type(outcome) is success:
-                has_key, key = key_of(record)
-                line = result_line(outcome.row, has_key, key, outcome.response, attempt)
-                tokens = usage_tokens(outcome.response)
+            record = decode(raw)  # a long line's request is skipped, not built
+            outcome = success_line(record, attempt)  # (row, result line, tokens) of a success
+            if outcome is None:
+                outcome = classify(record)  # not a success: the row's Failure
         except (ValueError, TypeError, AttributeError) as exc:
             # Not JSON orjson reads, no row id, or a key or response of a shape no result line can be made of
             # (a field that should be an object is not, a token count that is not a number): the line is
             # left out, and its row counts as not come back, rather than failing the whole part every time.
             unjoinable.append(f"{name}: a prediction line cannot be joined: {exc}")
             continue
-        row = outcome.row
+        ok = type(outcome) is tuple
+        row = outcome[0] if ok else outcome.row
         done = first.get(row)
         if done is not None:
             # Exported twice (shards of a long job): count it once, and let a success win over a failure so
             # the row is not sent (and billed) again.
-            if done or type(outcome) is not success:
+            if done or not ok:
                 continue
             del failures[row]
-        if type(outcome) is success:
+        if ok:
+            _, line, tokens = outcome
             first[row] = True
             block += line
             if len(block) >= _RESULT_BLOCK:

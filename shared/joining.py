@@ -215,6 +215,20 @@ def job_failure(state: str, error_code: int | None, error_message: str | None) -
                                        f"{state.removeprefix('JOB_STATE_')}", True)
 
 
+def success_line(record: dict[str, Any], attempts: int) -> tuple[int, bytes, tuple[int, int, int]] | None:
+    """For a prediction line that succeeded, what `classify`, `key_of`, `result_line` and `usage_tokens` give
+    together: (row, result line, token counts). None for any other line: `classify` then says what it is.
+
+    One call for collect's every successful row, where the four of them and a Success object took ~2 us more
+    of a short row's ~7 (200,000 rows of ~900 bytes, one core). Raises what they raise."""
+    response = record.get("response")
+    if record.get("status") or not isinstance(response, dict) or not response:
+        return None
+    row = row_of(record)
+    has_key, key = key_of(record)
+    return row, result_line(row, has_key, key, response, attempts), usage_tokens(response)
+
+
 def usage_tokens(response: dict[str, Any]) -> tuple[int, int, int]:
     usage = response.get("usageMetadata") or {}
     prompt = int(usage.get("promptTokenCount") or 0)

@@ -84,8 +84,14 @@ def _parse_every_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prediction_lines, "staged_row", lambda raw: None)
 
 
-def test_collect_writes_the_same_bytes_as_parsing_every_line_in_full(tmp_path: Path,
+# 0: every line's fields skipped to as a long line's are; the default: a short line read whole where orjson can.
+WHOLE_LINE_MAX = [0, prediction_lines.WHOLE_LINE_MAX]
+
+
+@pytest.mark.parametrize("whole_line_max", WHOLE_LINE_MAX)
+def test_collect_writes_the_same_bytes_as_parsing_every_line_in_full(tmp_path: Path, whole_line_max: int,
                                                                      monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(prediction_lines, "WHOLE_LINE_MAX", whole_line_max)
     fast = _postprocess(tmp_path, "fast")
     _parse_every_line(monkeypatch)
     full = _postprocess(tmp_path, "full")
@@ -93,8 +99,11 @@ def test_collect_writes_the_same_bytes_as_parsing_every_line_in_full(tmp_path: P
     assert fast["results"].count(b"\n") >= 6 and fast["errors"].count(b"\n") >= 8
 
 
+@pytest.mark.parametrize("whole_line_max", WHOLE_LINE_MAX)
 @pytest.mark.parametrize("raw", PREDICTIONS)
-def test_a_prediction_line_decodes_to_the_fields_orjson_gives_or_fails_where_orjson_fails(raw: bytes):
+def test_a_prediction_line_decodes_to_the_fields_orjson_gives_or_fails_where_orjson_fails(
+        raw: bytes, whole_line_max: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(prediction_lines, "WHOLE_LINE_MAX", whole_line_max)
     try:
         whole = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -105,8 +114,11 @@ def test_a_prediction_line_decodes_to_the_fields_orjson_gives_or_fails_where_orj
         with pytest.raises(prediction_lines.Undecodable):
             prediction_lines.decode_prediction(raw)
         return
-    wanted = {k: v for k, v in whole.items() if k in ("gbp_row", "gbp_key", "status", "response")}
-    assert prediction_lines.decode_prediction(raw) == wanted
+    fields = ("gbp_row", "gbp_key", "status", "response")
+    wanted = {k: v for k, v in whole.items() if k in fields}
+    got = prediction_lines.decode_prediction(raw)
+    assert {k: v for k, v in got.items() if k in fields} == wanted
+    assert got == wanted or (got == whole and len(raw) <= whole_line_max)  # others only with the whole object
 
 
 @pytest.mark.parametrize("raw", STAGED + [b'{"gbp_row":"r","x":1}', b'{"gbp_row":"r\xd9\xa1\xd9\xa2"}',
@@ -241,6 +253,47 @@ RESPONSES = [
 def test_a_result_line_is_the_bytes_it_was(response: dict):
     for has_key, key in ((False, None), (True, None), (True, "k"), (True, {"n": [1, 2.5]})):
         assert joining.result_line(3, has_key, key, response, 2) == _old_result_line(3, has_key, key, response, 2)
+
+
+def _outcome_of(call, *args):
+    """What `call(*args)` returns, or the type and text of what it raises."""
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 - compared, not handled
+        return type(exc), str(exc)
+
+
+def _joined_the_old_way(record: dict, attempts: int):
+    """Collect's pass 1 before `success_line`: classify, then key_of, result_line and usage_tokens for a success."""
+    outcome = joining.classify(record)
+    if type(outcome) is not joining.Success:
+        return outcome
+    has_key, key = joining.key_of(record)
+    return (outcome.row, joining.result_line(outcome.row, has_key, key, outcome.response, attempts),
+            joining.usage_tokens(outcome.response))
+
+
+RECORD_ROWS = ["r7", "r07", "r", "x7", "r\u0661", "r\u00b2", "7", 7, None]  # an Arabic-Indic one, a superscript two
+RECORD_KEYS = [None, 'k"a"', "k7", "knull", 'k{"n":[1,2.5]}', "k", "knot json", "x1", 5]
+RECORD_STATUSES = [None, "", 0, False, "oops", 'Bad Request: {"error": {"code": 400}}', {"code": 400}, [], "0"]
+RECORD_RESPONSES = [*RESPONSES, None, [], "text", {"usageMetadata": {"promptTokenCount": "x"}, "a": 1},
+                    {"usageMetadata": [1]}, {"usageMetadata": {"totalTokenCount": 2.5, "candidatesTokenCount": 1}}]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_success_line_is_what_classifying_and_joining_it_gave(seed: int):
+    rng = random.Random(seed)
+    for _ in range(60):
+        record = {"gbp_row": rng.choice(RECORD_ROWS)}
+        for field, values in (("gbp_key", RECORD_KEYS), ("status", RECORD_STATUSES), ("response", RECORD_RESPONSES)):
+            if rng.random() < 0.9:
+                record[field] = rng.choice(values)
+        new = _outcome_of(joining.success_line, record, 2)
+        old = _outcome_of(_joined_the_old_way, record, 2)
+        if new is None:  # not a success: classify says what the line is
+            new = _outcome_of(joining.classify, record)
+            assert type(new) is not joining.Success
+        assert new == old, record
 
 
 TRICKY_INPUT = b"\n".join([
