@@ -3,7 +3,8 @@
 A prediction line echoes its whole staged line (the request, often most of its bytes) beside Vertex's
 `status` and `response`; collect reads four fields of it. `decode_prediction` decodes only those (msgspec
 skips the rest at C speed, nothing built for it) and returns the same dict `orjson.loads` would give for
-them, so `joining.classify` / `joining.key_of` and every output byte stay as they were. A staged line is
+them, so `joining.classify` / `joining.key_of` and every output byte stay as they were. A short line, whose
+echo is too small for skipping it to pay, is read whole by orjson (its other fields come along). A staged line is
 ours (`joining.staged_line` writes the row id first): `staged_row` reads the row id from its first bytes.
 
 Against `orjson.loads` on the whole line: a line parses to a dict of the same four values, or raises
