@@ -6,7 +6,8 @@
    (`bench/measure.py`), so each peak RSS is that case's alone (with collect's worker processes counted). Collect
    runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1), and both again on short lines
    (200,000 rows of ~900-byte predictions, the end-to-end run's shape), for their memory: what collect holds
-   goes with a part's rows as much as with its bytes.
+   goes with a part's rows as much as with its bytes. Validate runs again on those rows' ~300-byte requests,
+   where what a line costs whatever its length weighs more than its bytes.
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
@@ -51,6 +52,7 @@ TARGETS = (
 )
 RSS_LIMIT_MB = 256
 SHORT = "collect, short lines"
+SHORT_VALIDATE = "validate, short lines"
 SHORT_ROWS = 200_000  # the most rows a part holds (MAX_ROWS_PER_JOB)
 LABELS = {
     "postprocess": "batchctl postprocess (results, errors, report)",
@@ -115,7 +117,7 @@ def prepare(work: Path, mb: float) -> dict[str, Path]:
     e2e.write_input(short, min(SHORT_ROWS, max(100, int(SHORT_ROWS * mb / 200))))
     short_staged, short_preds = _predicted(short, work, "short-", None)
     return {"input": source, "staged": staged, "predictions": preds,
-            "short-staged": short_staged, "short-predictions": short_preds}
+            "short-input": short, "short-staged": short_staged, "short-predictions": short_preds}
 
 
 def _predicted(source: Path, work: Path, prefix: str, mb: float | None) -> tuple[Path, Path]:
@@ -139,6 +141,7 @@ def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
     plan += [(SHORT, case, files["short-predictions"], ("--staged", str(files["short-staged"])))
              for case in ("postprocess", "postprocess-1")]
     plan += [("validate", case, files["input"], ()) for case in ("validate", "parse-only")]
+    plan += [(SHORT_VALIDATE, case, files["short-input"], ()) for case in ("validate", "parse-only")]
     for what, case, source, extra in plan:
         got = _measure(case, source, work / "case", repeat, *extra)
         mb = source.stat().st_size / 1e6
