@@ -18,10 +18,12 @@ numbers spelled its way). Verdicts and staged bytes are the full path's, byte fo
 tests/unit/test_known_shapes.py checks this against the full path on generated and hostile lines, compact and
 spaced, with string and integer keys.
 
-What a known line costs is a few passes over its bytes (the split, the check of its strings, the copy into the
-staged line) and a few dict and tuple operations: on the bench's ~4.6 KB lines ~11-12 us, against ~16 us for
-parsing, validating and splicing it (~6.5-7 us of which is `orjson.loads` alone), and more against a line
-orjson must write again. `python -m bench.measure validate INPUT WORK`, side by side with the code before this
+What a known line costs is a few passes over its bytes (the split, msgspec's check of its JSON and a UTF-8 decode,
+the copy into the staged line) and a few dict and tuple operations: on the bench's ~4.6 KB lines ~11-12 us, against
+~16 us for parsing, validating and splicing it (~6.5-7 us of which is `orjson.loads` alone), and more against a line
+orjson must write again. Counted in instructions (valgrind's callgrind, 2,000 of those lines, the count for 10
+taken off): ~122,000 a line, ~144,000 when the check mapped control bytes with `bytes.translate` and decoded that,
+~89,000 for `orjson.loads` alone. `python -m bench.measure validate INPUT WORK`, side by side with the code before this
 module, two runs each, the same bytes written: the bench's 200 MB input 1.04-1.06 s -> 0.74 s; the same rows
 as `json.dumps` writes them (spaces, a line break in each prompt) 1.06-1.07 s -> 0.79-0.81 s; its 200,000 short
 lines 2.31-2.32 s -> 1.29 s. A file whose lines all differ in shape (per-row keys) gets nothing from this, so it
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 
 from shared import joining, validation
@@ -42,8 +45,6 @@ from shared import joining, validation
 __all__ = ["KnownShapes"]
 
 _NUMERIC = re.compile(validation._NUMERIC_RE.pattern.encode())  # the importer's numeric strings, as bytes
-# Control bytes become a byte UTF-8 never has: one decode finds them and bad UTF-8 alike.
-_UNSAFE = bytes(0xFF if b < 0x20 else b for b in range(256))
 # An escape orjson may write otherwise (`\\u00e9` as the character), or a quote or backslash escaped (a `"` that
 # does not end a string). `\\\\n` is refused too: its first backslash is followed by another.
 _OTHER_ESCAPE = re.compile(rb"\\[^ntr]")
@@ -54,7 +55,6 @@ _FEW_ESCAPES = 32  # found one by one (a regex search costs ~3 us on 4.6 KB, a f
 # 18 digits: within its 64-bit range).
 _INTEGER = re.compile(rb"-?[0-9]+")
 _ORJSON_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,17}")
-_CONTROLS = bytes(range(0x20))
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 _MAX_SHAPES = 256  # forgotten all at once past this: a file has a few shapes, or too many to keep
@@ -62,6 +62,16 @@ _MAX_ALIKE = 8  # shapes kept with the same bytes between strings (each is tried
 _MAX_SHAPE_BYTES = 4096  # of strings kept whole: a shape with more (long keys) is not kept
 _GIVE_UP_MISSES = 1000
 _MAX_INTEGER_KEYS = 4  # places an integer key is looked for (each a lookup more for a line of no known shape)
+
+
+class _Anything(msgspec.Struct):
+    """An object whose members are all skipped: decoding into it checks a line's JSON and builds nothing."""
+
+
+# msgspec's skip refuses what orjson refuses in a line of a known shape (bad syntax, a control byte in a string, an
+# invalid escape) but for bad UTF-8, which `bytes.decode` finds: ~1.4 + ~0.8 us on a ~4.8 KB line, against ~2.9 +
+# ~0.8 us for mapping control bytes to one UTF-8 never has (bytes.translate) and decoding that.
+_json_checked = msgspec.json.Decoder(_Anything).decode
 
 
 def _picker(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
@@ -121,10 +131,9 @@ class _IntegerKey:
 
 class _Shape:
     """One learnt shape: the strings it keeps whole (keys, `role` values) and what they hold; its values, and
-    which of them the importer reads as numbers; its request and key; how many control bytes it has between
-    strings (spaces and tabs are not, `\\t` and `\\r` are)."""
+    which of them the importer reads as numbers; its request and key."""
 
-    __slots__ = ("whole", "strings", "values", "numeric", "request", "key", "controls")
+    __slots__ = ("whole", "strings", "values", "numeric", "request", "key")
 
     def __init__(self, pieces: list[bytes], keys: list[int], request: _Value, key: _Value | _IntegerKey | None) \
             -> None:
@@ -137,7 +146,6 @@ class _Shape:
         self.values = _picker([i for i in range(1, len(pieces) - 1, 2) if i not in kept])
         self.numeric = tuple(_is_numeric(text) for text in self.values(pieces))
         self.request, self.key = request, key
-        self.controls = sum(len(piece) - len(piece.translate(None, _CONTROLS)) for piece in pieces[0::2])
 
     def matches(self, pieces: list[bytes]) -> bool:
         """Whether a line with the same bytes between strings has this shape."""
@@ -207,11 +215,13 @@ class KnownShapes:
                 self._on = False
             self._last = (raw, pieces)
             return None
-        # Strings must be valid UTF-8 with no control byte (one decode finds both; between strings a line has only
-        # ASCII, and control bytes only where the shape has them) and no other escape than orjson writes back.
+        # The line must be JSON orjson reads (its strings valid UTF-8, with no control byte), and its strings must
+        # have no other escape than orjson writes back.
         try:
-            (b'"'.join(pieces[1::2]) if shape.controls else raw).translate(_UNSAFE).decode()
-        except UnicodeDecodeError:
+            _json_checked(raw)
+            if not raw.isascii():
+                raw.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return None  # the full path says how the line is invalid
         if not _only_line_breaks(raw):
             return None
