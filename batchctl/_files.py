@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import os
-import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,13 +28,13 @@ import orjson
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._output import Column, emit_json, pairs, table
-from shared import collect, harvest, joining, layout, runstate, staging
+from shared import collect, harvest, joining, layout, prediction_lines, runstate, staging
 from shared.collect import JobFinished
 from shared.config import Config
 from shared.errors import BadEventError
 from shared.lines import MAX_LINE_BYTES, READ_SIZE, iter_lines
 from shared.pipeline import Pipeline
-from shared.prediction_lines import StagedRowSums
+from shared.prediction_lines import BLANK_FIRST, BLANK_START, StagedRowSums
 from shared.progress import resume
 from shared.publisher import MemoryPublisher
 from shared.rowsums import RowSums
@@ -202,11 +201,10 @@ def _clean_lines(path: Path) -> tuple[int, int, RowSums] | None:
     sums = StagedRowSums()
     with open(path, "rb") as f:
         while chunk := f.read(READ_SIZE):
-            sums.feed(chunk)
             # A blank line starts with whitespace right after a newline (or the file's start): _copy_lines' test.
-            if since == 0 and chunk[:1] in _BLANK_FIRST:
+            if since == 0 and chunk[:1] in BLANK_FIRST:
                 return None
-            newlines = _newlines_unless_blank(chunk)
+            newlines = sums.feed_unless_blank(chunk)
             if newlines is None:
                 return None
             if not newlines:
@@ -220,27 +218,20 @@ def _clean_lines(path: Path) -> tuple[int, int, RowSums] | None:
     return (rows, size, sums.close()) if since == 0 and size else None
 
 
-# A line that is blank (only the whitespace bytes.strip removes) starts right after a newline with one of these.
-# One regex search of a 4 MB read takes ~1 ms, six two-byte substring searches ~20 ms (Python 3.11).
-_BLANK_START = re.compile(rb"\n[\n \t\r\x0b\x0c]")
-_BLANK_FIRST = b"\n \t\r\x0b\x0c"
-_PROBE = 64 * 1024  # bytes looked at to tell long lines from short ones
-
-
 def _newlines_unless_blank(chunk: bytes) -> int | None:
     """The newlines in `chunk`, or None when a blank line starts after one of them.
 
     Long lines (a staged part's are ~5 KB) are walked newline to newline, each found by memchr: 174 MB in
     0.03 s, where counting and searching the whole chunk (each a byte-by-byte C loop) took 0.11 s. Short lines
     take the two whole-chunk calls, cheaper than a Python step per line."""
-    if chunk.count(b"\n", 0, _PROBE) > _PROBE // 1024:
-        return None if _BLANK_START.search(chunk) else chunk.count(b"\n")
+    if chunk.count(b"\n", 0, prediction_lines.LINES_PROBE) > prediction_lines.LINES_PROBE // 1024:
+        return None if BLANK_START.search(chunk) else chunk.count(b"\n")
     find, last = chunk.find, len(chunk) - 1
     newlines = 0
     cut = find(b"\n")
     while cut >= 0:
         newlines += 1
-        if cut < last and chunk[cut + 1] in _BLANK_FIRST:
+        if cut < last and chunk[cut + 1] in BLANK_FIRST:
             return None
         cut = find(b"\n", cut + 1)
     return newlines
@@ -260,7 +251,7 @@ def _copy_lines(f: IO[bytes], sink: IO[bytes] | _SummingFile) -> tuple[int, int]
         pending = data[cut:]
         if cut:
             block = data[:cut]
-            newlines = None if block[:1] in _BLANK_FIRST else _newlines_unless_blank(block)
+            newlines = None if block[:1] in BLANK_FIRST else _newlines_unless_blank(block)
             if newlines is None:
                 kept = [raw for raw in block.split(b"\n")[:-1] if raw.strip()]
                 block = b"\n".join(kept) + b"\n" if kept else b""

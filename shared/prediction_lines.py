@@ -177,6 +177,12 @@ def lines_of_rows(stream: IO[bytes], rows: list[int], again: Callable[[], Iterab
             yield raw
 
 
+# A line that may be blank (only the whitespace bytes.strip removes) starts with one of these, right after a newline.
+# One regex search of a 1 MB read takes ~0.25 ms, six two-byte substring searches ~5 ms (Python 3.11).
+BLANK_FIRST = b"\n \t\r\x0b\x0c"
+BLANK_START = re.compile(rb"\n[\n \t\r\x0b\x0c]")
+LINES_PROBE = 64 * 1024  # bytes looked at to tell long lines (a Python step each is cheap) from short ones
+
 # A staged line's start, after the newline that ends the line before it: the row id `staged_row` reads. A regex
 # led by a literal newline is searched for at memchr speed; `(?m)^` in its place made the scan ~10x slower.
 _LINE_ROW = re.compile(rb'\n\{"' + ROW_FIELD.encode() + rb'":"r([0-9]{1,19})"[,}]')
@@ -212,6 +218,45 @@ class StagedRowSums:
         # The lines that start after `first` and end by `last`, whole in this read; the one after `last` waits.
         self.sums.update([int(row) for row in _LINE_ROW.findall(data, first, last)])
         self._head = bytearray(b"\n") + data[last + 1:last + 1 + _HEAD]
+
+    def feed_unless_blank(self, data: bytes) -> int | None:
+        """`feed`, for a reader that also wants to know the part's lines are clean: the newlines in `data`, or None
+        when a line that starts after one of them starts with whitespace (it may be blank), in which case what was
+        fed is not to be used.
+
+        Long lines (a staged part's are ~5 KB) are walked newline to newline (each found by memchr), their row ids
+        read where the walk is: 174 MB in ~0.05 s, against ~0.1 s for the regex search of `feed` and ~0.04 s more
+        for the walk that looked for blank lines. Short lines take whole-read calls, cheaper than a Python step per
+        line."""
+        if data.count(b"\n", 0, LINES_PROBE) > LINES_PROBE // 1024:
+            if BLANK_START.search(data):
+                return None
+            self.feed(data)
+            return data.count(b"\n")
+        first = data.find(b"\n")
+        room = _HEAD + 1 - len(self._head)
+        if room > 0:
+            self._head += data[:room if first < 0 else min(first, room)]
+        if first < 0:
+            return 0
+        self._count_head()
+        last = data.rfind(b"\n")
+        find, match, rows = data.find, _LINE_ROW.match, []
+        newlines, at = 0, first
+        while at >= 0:
+            newlines += 1
+            if at < last:
+                found = match(data, at)
+                if found is not None:
+                    rows.append(int(found[1]))
+                    at = find(b"\n", found.end())
+                    continue
+            if at + 1 < len(data) and data[at + 1] in BLANK_FIRST:
+                return None
+            at = find(b"\n", at + 1)
+        self.sums.update(rows)
+        self._head = bytearray(b"\n") + data[last + 1:last + 1 + _HEAD]
+        return newlines
 
     def close(self) -> RowSums:
         """The sums, once every read was fed (a last line without a newline counts too)."""
