@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="0 picks a free port (the default)")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("VERTEX_EMULATOR_WORKERS", "8")),
                         help="jobs running at once; more wait QUEUED (default 8)")
+    parser.add_argument("--answer-processes", type=int,
+                        default=int(os.environ["VERTEX_EMULATOR_ANSWER_PROCESSES"])
+                        if os.environ.get("VERTEX_EMULATOR_ANSWER_PROCESSES") else None,
+                        help="processes that answer the rows of jobs of 20,000 rows or more "
+                             "(default: one per CPU; 0 or 1: rows are answered in the job's thread)")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("VERTEX_EMULATOR_SEED", "0")),
                         help="seeds job ids and the fault dice (default 0)")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(switches: dict):
         return start_server(args.host, args.port, workers=args.workers, switches=switches, seed=args.seed,
-                            project=args.project)
+                            project=args.project, answer_processes=args.answer_processes)
 
     return serve_until_stopped(parser, args, start, switches=SPECS, from_env=from_env, coerce=coerce)
 

@@ -21,10 +21,11 @@ class VertexEmulator(_serving.Running):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 8,
-                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local"):
+                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local",
+                 answer_processes: int | None = None):
         self._switches = Switches(switches)
         self._store = JobStore(self._switches, seed=seed)
-        self._runner = Runner(self._store, Storage(project), workers=workers)
+        self._runner = Runner(self._store, Storage(project), workers=workers, answer_processes=answer_processes)
         self._api = Api(self._store, self._runner, self._switches, seed=seed)
         try:
             self._server = Server((host, port), self._api)
@@ -56,10 +57,13 @@ class VertexEmulator(_serving.Running):
 
 
 def start_server(host: str = "127.0.0.1", port: int = 0, *, workers: int = 8,
-                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local") -> VertexEmulator:
+                 switches: dict[str, Any] | None = None, seed: int = 0, project: str = "local",
+                 answer_processes: int | None = None) -> VertexEmulator:
     """Start the emulator in background threads of this process and return its handle.
 
     `port=0` lets the kernel choose a free port (no race). `workers` bounds how many jobs run at once;
-    `switches` sets start values (see `local.vertex.SPECS`); `seed` fixes job ids and the fault dice.
+    `switches` sets start values (see `local.vertex.SPECS`); `seed` fixes job ids and the fault dice;
+    `answer_processes` how many processes answer the rows of large jobs (None: one per CPU; 0 or 1: none).
     """
-    return VertexEmulator(host, port, workers=workers, switches=switches, seed=seed, project=project)
+    return VertexEmulator(host, port, workers=workers, switches=switches, seed=seed, project=project,
+                          answer_processes=answer_processes)

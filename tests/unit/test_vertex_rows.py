@@ -212,7 +212,9 @@ def _scenarios() -> dict[str, tuple[dict[str, bytes], dict[str, str], list[str] 
     return out
 
 
-def _run(objects: dict[str, bytes], labels: dict[str, str], uris: list[str] | None) -> dict:
+def _run(objects: dict[str, bytes], labels: dict[str, str], uris: list[str] | None, pool=None) -> dict:
+    """The job's record; `pool`: the emulator's answer processes (`local.vertex._answers.AnswerPool`), None: rows
+    answered in the job's thread."""
     storage = MemoryStorage(objects)
     store = JobStore(Switches(), seed=0)
     uris = uris or sorted(u for u in objects if u.endswith(".jsonl"))
@@ -222,7 +224,7 @@ def _run(objects: dict[str, bytes], labels: dict[str, str], uris: list[str] | No
         "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": "gs://out/o"}},
         "labels": labels})
     assert store.transition(job, "JOB_STATE_RUNNING", only_from=WAITING)
-    runner = SimpleNamespace(_store=store, _storage=storage, _stopping=False, _stop_event=threading.Event())
+    runner = SimpleNamespace(_store=store, _storage=storage, _stopping=False, _stop_event=threading.Event(), pool=pool)
     _JobRun(runner, job).run()
     shards = {}
     for uri, data in sorted(storage.objects.items()):

@@ -1,0 +1,167 @@
+"""A row's answer, and a large job's rows answered side by side in worker processes.
+
+At latency 0 a job is Python from end to end: parsing each line, the model and the output line take ~11 us a
+row, one thread's worth, so a 200,000-row job kept one core busy for ~2-2.5 s while the other idled (the
+end-to-end benchmark's largest phase). A row's answer depends on the line, its row number and the job's name,
+model and retryable-fault settings (`Asked`), and on nothing else but whether a `fileData` object exists, which
+takes the emulator's storage: a worker leaves such a row unanswered (None) and the job's own thread answers it.
+
+`AnswerPool.answered` gives the answers in row order, so the job's loop (exports, faults, cancel, pacing) is
+the same whichever computes them; the pool only works ahead of it, by at most `_AHEAD` chunks per process, and
+what it computed past the row where a job stops is thrown away. Only a job of at least `POOL_MIN_ROWS` rows is
+sent there: starting the processes (~0.2 s, once per emulator) and sending lines to them would cost a small job
+more than it saves. tests/functional/vertex/test_answer_pool.py runs every recorded job of
+tests/unit/test_vertex_rows.py through the pool and checks the same output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
+
+import orjson
+
+from local.vertex import _output
+from local.vertex._model import RowFailure, predict, retryable_draw
+
+__all__ = ["POOL_MIN_ROWS", "AnswerPool", "Asked", "answer"]
+
+POOL_MIN_ROWS = 20_000
+# A chunk (what a process answers at a time) ends at CHUNK_ROWS rows or CHUNK_BYTES of lines, whichever comes first;
+# with _AHEAD chunks per process in flight, the emulator holds a few MB of lines and answers ahead, whatever the
+# lines' size (an answer is the line and ~0.5 KB more).
+CHUNK_ROWS = 2048
+CHUNK_BYTES = 256 * 1024
+_AHEAD = 1
+_NO_REQUEST = "Invalid JSON payload received. Each line needs a 'request' field."
+
+
+class Asked(NamedTuple):
+    """What of a job its rows' answers depend on."""
+
+    job: str
+    model: str
+    retryable_fraction: float
+    retryable_codes: tuple
+
+
+def answer(asked: Asked, row: int, obj: dict, file_exists: Callable[[str], bool]) -> tuple[bytes, bool]:
+    """Row `row` (`obj`, its parsed line) answered: (its output line, whether it succeeded)."""
+    when = _output.processed_time()
+    fraction = asked.retryable_fraction
+    failure = retryable_draw(asked.job, row, fraction, asked.retryable_codes) if fraction > 0 else None
+    if failure is None:
+        if "request" not in obj:
+            failure = RowFailure(400, _NO_REQUEST)
+        else:
+            try:
+                response = predict(obj["request"], asked.model, file_exists)
+                return _output.success_line(obj, response, when), True
+            except RowFailure as exc:
+                failure = exc
+    return _output.failure_line(obj, failure.status, when), False
+
+
+class _AskTheJob(Exception):
+    """Raised in a worker for a row that needs the job's storage (a `fileData` object to look up)."""
+
+
+def _no_storage(uri: str) -> bool:
+    raise _AskTheJob(uri)
+
+
+def _answer_chunk(asked: Asked, first: int, lines: list[bytes]) -> list[tuple[bytes, bool] | None]:
+    """In a worker: the answers of rows first, first + 1, ... (None: the job's thread answers that row)."""
+    out: list[tuple[bytes, bool] | None] = []
+    loads = orjson.loads
+    for row, raw in enumerate(lines, first):
+        try:
+            out.append(answer(asked, row, loads(raw), _no_storage))
+        except _AskTheJob:
+            out.append(None)
+    return out
+
+
+def _chunks(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, list[bytes]]]:
+    """(first row, its line and the next ones'), up to CHUNK_ROWS lines or CHUNK_BYTES bytes; rows come numbered
+    1, 2, 3, ..."""
+    first, lines, size = 0, [], 0
+    for row, raw in rows:
+        if not lines:
+            first = row
+        lines.append(raw)
+        size += len(raw)
+        if len(lines) >= CHUNK_ROWS or size >= CHUNK_BYTES:
+            yield first, lines
+            lines, size = [], 0
+    if lines:
+        yield first, lines
+
+
+class AnswerPool:
+    """Worker processes shared by the emulator's jobs, started on first use and stopped with the emulator."""
+
+    def __init__(self, processes: int | None = None) -> None:
+        self.processes = processes if processes is not None else _cpus()
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                # spawn, not fork: the emulator is threaded (HTTP server, clock, job threads, storage client).
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            return self._executor
+
+    def answered(self, asked: Asked, rows: Iterable[tuple[int, bytes]], here: Callable[[int, bytes], tuple]) \
+            -> Iterator[tuple[int, bytes, bool]]:
+        """(row, output line, succeeded) for each of `rows` ((row, raw line), numbered 1, 2, 3, ...), in order;
+        `here(row, raw)` answers a row a worker left to the job."""
+        executor = self._started()
+        chunks = _chunks(rows)
+        window: deque = deque()
+        try:
+            for first, lines in itertools.islice(chunks, self.processes * _AHEAD):
+                window.append((first, lines, executor.submit(_answer_chunk, asked, first, lines)))
+            while window:
+                first, lines, future = window.popleft()
+                try:
+                    got = future.result()
+                except BrokenProcessPool:
+                    self._discard(executor)  # a worker died: the next job starts new ones
+                    raise
+                more = next(chunks, None)
+                if more is not None:
+                    window.append((*more, executor.submit(_answer_chunk, asked, *more)))
+                for row, (raw, answered) in enumerate(zip(lines, got, strict=True), first):
+                    line, ok = here(row, raw) if answered is None else answered
+                    yield row, line, ok
+        finally:
+            for _, _, future in window:
+                future.cancel()  # the job stopped (fault, cancel, emulator stopping): its later rows are not needed
+
+    def _discard(self, executor: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
