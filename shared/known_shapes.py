@@ -153,9 +153,9 @@ class _Shape:
         if self.whole(pieces) != self.strings:
             return False
         values = self.values(pieces)
-        # A value from ":" on (as bytes) starts with a letter, not with what a number starts with, and so does
-        # every value when the least does: one C call for the common shape, where a step per value cost ~3,300
-        # instructions (a short line's key and prompt: ~6,600 of ~45,000 for the line).
+        # A value that sorts from ":" on starts with no digit, "-" or other byte below ":", so the importer does
+        # not read it as a number; every value does when the least does. One C call for the common shape, where a
+        # step per value cost ~3,300 instructions (a short line's key and prompt: ~6,600 of its ~45,000).
         if self.plain and min(values) >= b":":
             return True
         numeric = _NUMERIC.fullmatch
