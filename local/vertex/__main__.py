@@ -12,7 +12,6 @@ import os
 import sys
 
 from local._serving import serve_until_stopped
-from local.vertex._server import start_server
 from local.vertex._switches import SPECS, coerce, from_env
 
 
@@ -42,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Imported here: the answer processes (`_answers`) run this module again as they start, and need none of it.
+    from local.vertex._server import start_server
+
     parser = _parser()
     args = parser.parse_args(argv)
 

@@ -7,7 +7,7 @@ model and retryable-fault settings (`Asked`), and on nothing else but whether a 
 takes the emulator's storage: a worker leaves such a row unanswered (None) and the job's own thread answers it.
 
 `AnswerPool.answered` gives the answers in row order, so the job's loop (exports, faults, cancel, pacing) is
-the same whichever computes them; the pool only works ahead of it, by at most `_AHEAD` chunks per process, and
+the same whichever computes them; the pool only works ahead of it, by one chunk per process and one more, and
 what it computed past the row where a job stops is thrown away. Only a job of at least `POOL_MIN_ROWS` rows is
 sent there: starting the processes (~0.2 s, once per emulator) and sending lines to them would cost a small job
 more than it saves. tests/functional/vertex/test_answer_pool.py runs every recorded job of
@@ -34,12 +34,14 @@ from local.vertex._model import RowFailure, predict, retryable_draw
 __all__ = ["POOL_MIN_ROWS", "AnswerPool", "Asked", "answer"]
 
 POOL_MIN_ROWS = 20_000
-# A chunk (what a process answers at a time) ends at CHUNK_ROWS rows or CHUNK_BYTES of lines, whichever comes first;
-# with _AHEAD chunks per process in flight, the emulator holds a few MB of lines and answers ahead, whatever the
-# lines' size (an answer is the line and ~0.5 KB more).
+# A chunk (what a process answers at a time) ends at CHUNK_ROWS rows or CHUNK_BYTES of lines, whichever comes first.
+# One chunk per process is in flight and one more, so a process that finishes finds its next chunk waiting; what
+# the emulator holds ahead is then a few MB whatever the lines' size (lines and their answers, each the line and
+# ~0.5 KB more, with their copies on the way). tests/functional/vertex/test_output.py keeps a 22 MB job's peak
+# under 11 MB (~9.0 MB with rows answered in the job's thread): these chunks, three in flight for two processes,
+# ~10.5 MB; 512 KB chunks with two per process took it to ~15.6 MB.
 CHUNK_ROWS = 2048
-CHUNK_BYTES = 256 * 1024
-_AHEAD = 1
+CHUNK_BYTES = 160 * 1024
 _NO_REQUEST = "Invalid JSON payload received. Each line needs a 'request' field."
 
 
@@ -89,6 +91,10 @@ def _answer_chunk(asked: Asked, first: int, lines: list[bytes]) -> list[tuple[by
     return out
 
 
+def _nothing() -> None:
+    """A first task, to start the processes."""
+
+
 def _chunks(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, list[bytes]]]:
     """(first row, its line and the next ones'), up to CHUNK_ROWS lines or CHUNK_BYTES bytes; rows come numbered
     1, 2, 3, ..."""
@@ -120,6 +126,11 @@ class AnswerPool:
                 self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
             return self._executor
 
+    def warm(self) -> None:
+        """Start the processes now (they start on a first task): a job calls this when its importer pass meets row
+        POOL_MIN_ROWS, so that they start (~0.1 s each) while it reads the rest."""
+        self._started().submit(_nothing)
+
     def answered(self, asked: Asked, rows: Iterable[tuple[int, bytes]], here: Callable[[int, bytes], tuple]) \
             -> Iterator[tuple[int, bytes, bool]]:
         """(row, output line, succeeded) for each of `rows` ((row, raw line), numbered 1, 2, 3, ...), in order;
@@ -128,7 +139,7 @@ class AnswerPool:
         chunks = _chunks(rows)
         window: deque = deque()
         try:
-            for first, lines in itertools.islice(chunks, self.processes * _AHEAD):
+            for first, lines in itertools.islice(chunks, self.processes + 1):
                 window.append((first, lines, executor.submit(_answer_chunk, asked, first, lines)))
             while window:
                 first, lines, future = window.popleft()

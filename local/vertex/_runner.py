@@ -30,8 +30,9 @@ line, the per-millisecond time text and this loop's hoisted lookups). `--parts` 
 importer ~0.4, parse ~0.16, model ~1.1, output line ~0.2 CPU-s; the rest is Cloud Storage reads and
 writes and the shards' shuffle. A job of `POOL_MIN_ROWS` rows or more has its rows answered by the emulator's
 answer processes (`_answers`), one per CPU, while its thread reads the input and exports: on a slower host, 2 vCPU,
-two runs of two each, interleaved, wall 5.50-5.83 s in the job's thread against 4.27-4.53 s with two processes, for
-~0.8 CPU-s more (`python -m local.vertex._perf --rows 200000 --repeat 2 --answer-processes 1`, then 2).
+three fresh emulators each, interleaved, wall 4.74-5.66 s in the job's thread against 4.11-4.53 s with two processes
+(their start included), for 1-2 CPU-s more (`python -m local.vertex._perf --rows 200000 --repeat 1
+--answer-processes 1`, then 2). That host ran two processes at ~1.5x the speed of one.
 """
 
 from __future__ import annotations
@@ -196,6 +197,7 @@ class _JobRun:
         self.total = 0
         self._files: dict[str, bool] = {}
         self._small: list[bytes] | None = None  # the input's lines, when small enough to keep
+        self.pool: AnswerPool | None = getattr(runner, "pool", None)
 
     def fail(self, error: dict, stats: dict | None = None) -> None:
         self.store.transition(self.job, "JOB_STATE_FAILED", error=error, stats=stats)
@@ -239,6 +241,8 @@ class _JobRun:
                                 kept = None
                             else:
                                 kept.append(raw)
+                    if line == POOL_MIN_ROWS and self.pool is not None:
+                        self.pool.warm()  # this job's rows will go to the answer processes: start them meanwhile
                     if line % 4096 == 0 and self.check_interrupt():
                         self.finish_cancelled()
                         return False
@@ -273,7 +277,7 @@ class _JobRun:
         """(row number, output line, succeeded) for every row, in order: from the emulator's answer processes
         for a large job, else answered here."""
         asked = Asked(self.job.name, self.job.model_id, self.s.retryable_fraction, self.s.retryable_codes)
-        pool = getattr(self.runner, "pool", None)
+        pool = self.pool
         if pool is not None and self.total >= POOL_MIN_ROWS:
             yield from pool.answered(asked, self.rows(), lambda row, raw: self.answer(asked, row, raw))
             return
