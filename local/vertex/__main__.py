@@ -18,16 +18,17 @@ from local.vertex._switches import SPECS, coerce, from_env
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local.vertex", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("VERTEX_EMULATOR_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("VERTEX_EMULATOR_PORT", "0")),
+    # A default given as a string goes through `type` as a flag does: a bad environment value exits 2 with
+    # argparse's one line, naming the flag, where int() here raised a traceback.
+    parser.add_argument("--port", type=int, default=os.environ.get("VERTEX_EMULATOR_PORT") or "0",
                         help="0 picks a free port (the default)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("VERTEX_EMULATOR_WORKERS", "8")),
+    parser.add_argument("--workers", type=int, default=os.environ.get("VERTEX_EMULATOR_WORKERS") or "8",
                         help="jobs running at once; more wait QUEUED (default 8)")
     parser.add_argument("--answer-processes", type=int,
-                        default=int(os.environ["VERTEX_EMULATOR_ANSWER_PROCESSES"])
-                        if os.environ.get("VERTEX_EMULATOR_ANSWER_PROCESSES") else None,
+                        default=os.environ.get("VERTEX_EMULATOR_ANSWER_PROCESSES") or None,
                         help="processes that answer the rows of jobs of 20,000 rows or more "
                              "(default: one per CPU; 0 or 1: rows are answered in the job's thread)")
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("VERTEX_EMULATOR_SEED", "0")),
+    parser.add_argument("--seed", type=int, default=os.environ.get("VERTEX_EMULATOR_SEED") or "0",
                         help="seeds job ids and the fault dice (default 0)")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
                         help="project the emulator's own Cloud Storage client bills (default local)")

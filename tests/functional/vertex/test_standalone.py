@@ -54,6 +54,14 @@ def test_bad_flag_value_exits_2():
     assert proc.returncode == 2 and "run_latency" in proc.stderr and proc.stdout == ""
 
 
+@pytest.mark.parametrize("name", ["PORT", "WORKERS", "SEED", "ANSWER_PROCESSES"])
+def test_a_bad_number_in_the_environment_exits_2_naming_its_flag(name: str):
+    proc = subprocess.run([sys.executable, "-m", "local.vertex"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), f"VERTEX_EMULATOR_{name}": "many"}, timeout=30)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert f"--{name.lower().replace('_', '-')}: invalid int value: 'many'" in proc.stderr
+
+
 def test_port_in_use_exits_2_with_one_line():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
