@@ -207,17 +207,11 @@ class StagedRowSums:
         self._head = bytearray(b"\n")  # a newline and the first bytes of the line the last read ended in
 
     def feed(self, data: bytes) -> None:
-        first = data.find(b"\n")
-        room = _HEAD + 1 - len(self._head)
-        if room > 0:
-            self._head += data[:room if first < 0 else min(first, room)]
-        if first < 0:
-            return
-        self._count_head()
-        last = data.rfind(b"\n")
-        # The lines that start after `first` and end by `last`, whole in this read; the one after `last` waits.
-        self.sums.update([int(row) for row in _LINE_ROW.findall(data, first, last)])
-        self._head = bytearray(b"\n") + data[last + 1:last + 1 + _HEAD]
+        first = self._begin(data)
+        if first >= 0:
+            last = data.rfind(b"\n")
+            # The lines that start after `first` and end by `last`, whole in this read; the one after `last` waits.
+            self._end(data, last, [int(row) for row in _LINE_ROW.findall(data, first, last)])
 
     def feed_unless_blank(self, data: bytes) -> int | None:
         """`feed`, for a reader that also wants to know the part's lines are clean: the newlines in `data`, or None
@@ -233,13 +227,9 @@ class StagedRowSums:
                 return None
             self.feed(data)
             return data.count(b"\n")
-        first = data.find(b"\n")
-        room = _HEAD + 1 - len(self._head)
-        if room > 0:
-            self._head += data[:room if first < 0 else min(first, room)]
+        first = self._begin(data)
         if first < 0:
             return 0
-        self._count_head()
         last = data.rfind(b"\n")
         find, match, rows = data.find, _LINE_ROW.match, []
         newlines, at = 0, first
@@ -254,9 +244,24 @@ class StagedRowSums:
             if at + 1 < len(data) and data[at + 1] in BLANK_FIRST:
                 return None
             at = find(b"\n", at + 1)
+        self._end(data, last, rows)
+        return newlines
+
+    def _begin(self, data: bytes) -> int:
+        """The first newline in `data` (-1: none). The line the last read ended in takes its start from `data`
+        first, and counts when it ends there."""
+        first = data.find(b"\n")
+        room = _HEAD + 1 - len(self._head)
+        if room > 0:
+            self._head += data[:room if first < 0 else min(first, room)]
+        if first >= 0:
+            self._count_head()
+        return first
+
+    def _end(self, data: bytes, last: int, rows: list[int]) -> None:
+        """Count `rows`, the lines whole in `data` after its first newline; the one after `last` waits."""
         self.sums.update(rows)
         self._head = bytearray(b"\n") + data[last + 1:last + 1 + _HEAD]
-        return newlines
 
     def close(self) -> RowSums:
         """The sums, once every read was fed (a last line without a newline counts too)."""

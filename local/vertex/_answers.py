@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -116,8 +115,8 @@ def _chunks(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, list[bytes
 class AnswerPool:
     """Worker processes shared by the emulator's jobs, started on first use and stopped with the emulator."""
 
-    def __init__(self, processes: int | None = None) -> None:
-        self.processes = processes if processes is not None else _cpus()
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -171,10 +170,3 @@ class AnswerPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

@@ -52,6 +52,7 @@ from local.vertex._answers import POOL_MIN_ROWS, AnswerPool, Asked, answer
 from local.vertex._gcs import ObjectMissing, Storage, parse_gs
 from local.vertex._importer import IMPORT_MESSAGE, ImportRuleError, SchemaChecker
 from local.vertex._store import WAITING, Job, JobStore
+from shared.harvest import available_cpus
 
 log = logging.getLogger("local.vertex")
 
@@ -91,7 +92,7 @@ class Runner:
             raise ValueError("workers must be at least 1")
         self._store = store
         self._storage = storage
-        pool = AnswerPool(answer_processes)
+        pool = AnswerPool(available_cpus() if answer_processes is None else answer_processes)
         self.pool: AnswerPool | None = pool if pool.processes > 1 else None
         self._cond = threading.Condition()
         self._pending: list = []    # (eligible monotonic time, seq, job)
