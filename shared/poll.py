@@ -9,6 +9,7 @@ and being the oldest it would otherwise block every later one."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,6 @@ from shared.collect import JobFinished
 from shared.errors import ConfigError
 from shared.pipeline import Pipeline
 from shared.scheduler_state import Queued
-from shared.storage import mutate_json
 from shared.vertex import JobInfo
 from shared.vertex.genai import label_filter
 
@@ -28,12 +28,26 @@ _CLOCK_SLACK = timedelta(minutes=10)
 # and 10 (`python -m bench.poll`). 1,000 is the emulator's cap; a service serving fewer per page answers with
 # a page token, which the listing follows, so this is only an upper bound.
 _LIST_PAGE = 1000
+_SUMMARY = ("active", "queued", "finished", "adopted", "started", "failed")
+_TICKING = threading.Lock()
 
 
 def handle_tick(p: Pipeline) -> dict[str, int]:
+    if not _TICKING.acquire(blocking=False):
+        # A tick is still running in this instance (a slow Vertex listing, ticks delivered together): it does
+        # this tick's work, and a second one would only race it to the same write of the slots object.
+        return dict.fromkeys(_SUMMARY, 0)
+    try:
+        return _tick(p)
+    finally:
+        _TICKING.release()
+
+
+def _tick(p: Pipeline) -> dict[str, int]:
     slots = scheduler.read_slots(p)
     active: dict[str, dict[str, Any]] = slots["active"]
-    summary = {"active": len(active), "queued": 0, "finished": 0, "adopted": 0, "started": 0, "failed": 0}
+    summary = dict.fromkeys(_SUMMARY, 0)
+    summary["active"] = len(active)
     if rules.written_recently(slots, p.clock()):
         # Written less than a second ago (an overlapping tick, a reservation after an upload): this tick's
         # one write would pass Cloud Storage's per-object rate. The next tick does the same work.
@@ -78,8 +92,7 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
     if finished or states or queue:
         # Read again just before the conditional write: the slots read at the start are as old as the Vertex
         # listing, and on this hot object a write refused as stale still counts against its write rate.
-        stored = mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                             lambda cur: rules.stamped(tick(rules.current(cur)), p.clock()))
+        stored, _ = scheduler.change_slots(p, tick)
         scheduler.settle_reserved(p, queue, taken, stored)
         summary["started"] = scheduler.start_jobs(p, taken, stored)
     if any(summary.values()):

@@ -15,6 +15,7 @@ wants it is dropped.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -38,11 +39,52 @@ from shared.vertex import JobInfo
 _CREATE_TRIES = 4
 _LOOK_UP_BATCH = 20  # parts per look-up call: the filter rides in the request's URL
 _QUEUE_PAGE = 100  # queue entries considered per reservation: slots, not the queue's length, bound the work
+_PACE_TRIES = 5  # waits for the slots object's write interval before writing regardless
+_SLOTS_TURN = threading.Lock()
+
+
+def change_slots(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | None], *, attempts: int = 40,
+                 skip_within: float | None = None) -> tuple[dict[str, Any] | None, bool]:
+    """`change_json` on the slots object, paced: never written within MIN_WRITE_INTERVAL of its last write as
+    read just before the conditional write. Cloud Storage takes about one write a second to one object, and
+    a write refused as stale counts too, so checking only when a writer starts its work (before a Vertex
+    listing, say) is not enough: another writer may have written since.
+
+    A paced writer waits out the interval and reads again (its change then sees what was written meanwhile,
+    and may find nothing left to do). With `skip_within` (best-effort writers, whose work the next tick
+    does anyway), a write within that many seconds skips this turn instead: (None, False).
+
+    Writers in one process take turns (`_SLOTS_TURN`), so two overlapping calls never read the same
+    generation and both write, one of them only to be refused."""
+    interval = skip_within if skip_within is not None else rules.MIN_WRITE_INTERVAL
+    wait: list[float] = []
+
+    def paced(cur: dict[str, Any] | None) -> dict[str, Any] | None:
+        s = rules.current(cur)
+        now = p.clock()
+        if rules.written_recently(s, now, interval):
+            wait.append(s["at"] + interval - now)
+            return None
+        return rules.stamped(change(s), now)
+
+    for _ in range(_PACE_TRIES):
+        wait.clear()
+        with _SLOTS_TURN:
+            stored, wrote = change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME, paced, attempts=attempts)
+        if not wait:
+            return stored, wrote
+        if skip_within is not None:
+            return None, False
+        p.sleep(min(max(wait[0], 0.05), interval))
+    # Still busy after every wait (writers with clocks far apart can read a stamp as recent for long):
+    # the change matters more than the pace.
+    with _SLOTS_TURN:
+        return change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
+                           lambda cur: rules.stamped(change(rules.current(cur)), p.clock()), attempts=attempts)
 
 
 def _mutate(p: Pipeline, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
-    return mutate_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                       lambda cur: rules.stamped(change(rules.current(cur)), p.clock())) or rules.empty()
+    return change_slots(p, change)[0] or rules.empty()
 
 
 def read_slots(p: Pipeline) -> dict[str, Any]:
@@ -175,12 +217,21 @@ def start_jobs(p: Pipeline, reserved: list[tuple[Queued, str]], slots: dict[str,
         outcome = start_job(p, entry.qid, token, slots=current, records=records, existing=existing)
         if outcome == "pending":
             # Vertex is unreachable: hand the other reservations to the next tick instead of waiting on each.
-            for later, later_token in reserved[number + 1:]:
-                _put_back(p, later.name, later)
-                _mutate(p, lambda s, q=later.qid, t=later_token: rules.release(s, q, t))
+            later = reserved[number + 1:]
+            for entry_later, _ in later:
+                _put_back(p, entry_later.name, entry_later)
+            if later:  # in one write: the slots object takes about one a second
+                _mutate(p, lambda s, later=later: _release_all(s, later))
             break
         created += outcome == "created"
     return created
+
+
+def _release_all(s: dict[str, Any], reserved: list[tuple[Queued, str]]) -> dict[str, Any] | None:
+    changed = None
+    for entry, token in reserved:
+        changed = rules.release(changed or s, entry.qid, token) or changed
+    return changed
 
 
 def _look_up(p: Pipeline, qids: list[str]) -> dict[str, JobInfo] | None:
@@ -232,9 +283,8 @@ def _reserve(p: Pipeline, queue: list[Queued], *,
     taken: list[tuple[Queued, str]] = []
     change = reserve_change(p, queue, taken)
     try:
-        stored, _ = change_json(p.store, p.work_bucket, layout.SCHEDULER_NAME,
-                                lambda cur: rules.stamped(change(rules.current(cur)), p.clock()),
-                                attempts=1 if best_effort else 40)
+        stored, _ = change_slots(p, change, attempts=1 if best_effort else 40,
+                                 skip_within=2 * rules.MIN_WRITE_INTERVAL if best_effort else None)
     except (StateConflictError, TransientError):
         if not best_effort:
             raise
