@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from shared.errors import StateConflictError
+from shared.errors import StateConflictError, TransientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +33,16 @@ class ObjectStore(Protocol):
     def read_json(self, bucket: str, name: str) -> Versioned | None:
         """The object parsed as JSON with its generation, or None when absent."""
 
-    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
+    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None,
+                   retry: bool = True) -> int | None:
         """Write `value`; 0 creates only if absent, G replaces only generation G. Returns the new generation,
         or None when the precondition failed (someone else wrote first). A value's `INDEX_KEY` entry is
-        also written as the object's custom metadata (see `index_of`)."""
+        also written as the object's custom metadata (see `index_of`).
+
+        `retry=False`: a failed call (429, 5xx, no answer) raises TransientError at once instead of being
+        sent again by the client. After a 5xx the write may have committed; sent again, it would be refused
+        by its own commit, and a refused write still counts against the object's write rate. The caller
+        tells by reading (`change_json` does)."""
 
     def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",
                     *, if_generation_match: int | None = None) -> int | None:
@@ -150,6 +156,7 @@ def change_json(
     412 whose re-read shows our token is therefore our success, never a lost race: the change is not
     applied a second time."""
     token = secrets.token_hex(8)
+    unanswered: TransientError | None = None
     for attempt in range(attempts):
         current = store.read_json(bucket, name)
         if current is not None and attempt and current.value.get(WRITE_TOKEN) == token:
@@ -160,9 +167,15 @@ def change_json(
             return (current.value if current else None), False
         new = {**new, WRITE_TOKEN: token}
         generation = current.generation if current else 0
-        if store.write_json(bucket, name, new, if_generation_match=generation) is not None:
-            return new, True
+        try:
+            if store.write_json(bucket, name, new, if_generation_match=generation, retry=False) is not None:
+                return new, True
+            unanswered = None
+        except TransientError as exc:
+            unanswered = exc  # committed or not: the re-read tells, at the cost of a read instead of a write
         # Lost the race (or our write's reply was lost: the re-read above tells): back off a little, with
         # jitter so racing writers spread out, and try again.
         time.sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * (0.5 + random.random()))
+    if unanswered is not None:
+        raise unanswered  # the storage failing, not a race: retried like any transient failure
     raise StateConflictError(f"gs://{bucket}/{name}: still contended after {attempts} attempts")

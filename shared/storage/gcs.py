@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import orjson
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage._media.requests import _request_helpers as _media_helpers
@@ -46,11 +47,13 @@ def make_client(project: str | None = None, *, endpoint: str | None = None) -> s
 
 
 @contextmanager
-def _translate() -> Iterator[None]:
-    """Turn the client's server errors into the pipeline's retryable error."""
+def _translate(*, unanswered: bool = False) -> Iterator[None]:
+    """Turn the client's server errors into the pipeline's retryable error; with `unanswered`, a call that got
+    no answer at all too (the client's retries, which would absorb those, are off for that call)."""
+    lost = (requests.exceptions.ConnectionError, requests.exceptions.Timeout) if unanswered else ()
     try:
         yield
-    except (gexc.TooManyRequests, gexc.ServerError, gexc.ServiceUnavailable) as exc:
+    except (gexc.TooManyRequests, gexc.ServerError, gexc.ServiceUnavailable, *lost) as exc:
         raise TransientError(f"Cloud Storage: {exc}") from exc
 
 
@@ -71,20 +74,25 @@ class GcsStore:
         return Versioned(orjson.loads(data), int(blob.generation))
 
     def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",
-                    *, if_generation_match: int | None = None, metadata: dict[str, str] | None = None) -> int | None:
+                    *, if_generation_match: int | None = None, metadata: dict[str, str] | None = None,
+                    retry: bool = True) -> int | None:
         blob = self._blob(bucket, name)
         if metadata:
             blob.metadata = metadata
-        with _translate():
+        # The client's own policy (retry a conditional write) unless the caller tells outcomes by reading.
+        options = {} if retry else {"retry": None}
+        with _translate(unanswered=not retry):
             try:
-                blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+                blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match,
+                                        **options)
             except gexc.PreconditionFailed:
                 return None
         return int(blob.generation)
 
-    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
+    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None,
+                   retry: bool = True) -> int | None:
         return self.write_bytes(bucket, name, dumps(value), "application/json",
-                                if_generation_match=if_generation_match, metadata=index_of(value))
+                                if_generation_match=if_generation_match, metadata=index_of(value), retry=retry)
 
     def read_bytes(self, bucket: str, name: str) -> bytes | None:
         with _translate():

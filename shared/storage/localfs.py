@@ -97,7 +97,8 @@ class LocalFsStore:
             f.write(data)
         return outcome[0]
 
-    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
+    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None,
+                   retry: bool = True) -> int | None:
         return self.write_bytes(bucket, name, dumps(value), "application/json",
                                 if_generation_match=if_generation_match)
 

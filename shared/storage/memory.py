@@ -46,7 +46,8 @@ class MemoryStore:
             self._created[(bucket, name)] = self.clock()
             return gen
 
-    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None) -> int | None:
+    def write_json(self, bucket: str, name: str, value: Any, *, if_generation_match: int | None,
+                   retry: bool = True) -> int | None:
         return self.write_bytes(bucket, name, dumps(value), if_generation_match=if_generation_match,
                                 metadata=index_of(value))
 

@@ -41,11 +41,11 @@ class CountingStore:
         self._store, self._pause = store, pause
         self.slot_writes: list[bool] = []  # True: written, False: refused as stale
 
-    def write_json(self, bucket, name, value, *, if_generation_match):
+    def write_json(self, bucket, name, value, *, if_generation_match, retry=True):
         if name != layout.SCHEDULER_NAME:
-            return self._store.write_json(bucket, name, value, if_generation_match=if_generation_match)
+            return self._store.write_json(bucket, name, value, if_generation_match=if_generation_match, retry=retry)
         time.sleep(self._pause)  # a write's round trip: overlapping writers would read the same generation
-        written = self._store.write_json(bucket, name, value, if_generation_match=if_generation_match)
+        written = self._store.write_json(bucket, name, value, if_generation_match=if_generation_match, retry=retry)
         self.slot_writes.append(written is not None)
         return written
 

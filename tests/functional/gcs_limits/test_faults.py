@@ -10,6 +10,9 @@ import pytest
 import requests
 from google.api_core import exceptions
 
+from shared.errors import TransientError
+from shared.storage import change_json
+from shared.storage.gcs import GcsStore
 from tests.functional.gcs_limits._support import admin, call, counts
 
 pytestmark = pytest.mark.functional
@@ -32,6 +35,25 @@ def test_a_conditional_write_whose_reply_is_lost_is_retried_by_the_client_and_ge
     assert pbucket.blob("state.json").download_as_bytes() == b'{"v": 1}'  # the first attempt did commit
     mine = counts(proxy, pbucket, "state.json")
     assert (mine["writes"], mine["committed503"], mine["writesRefused"]) == (2, 1, 1)
+
+
+def test_a_state_change_whose_reply_is_lost_is_told_by_reading_and_written_once(proxy, client, pbucket):
+    """The pipeline's conditional writes are not sent again by the client: the re-read finds the commit."""
+    proxy.set_switches(commit_then_503=1)
+    store = GcsStore(client)
+    value, wrote = change_json(store, pbucket.name, "state.json", lambda cur: {"v": 1})
+    assert wrote and value["v"] == 1
+    proxy.set_switches(commit_then_503=0)
+    assert store.read_json(pbucket.name, "state.json").value["v"] == 1
+    mine = counts(proxy, pbucket, "state.json")
+    assert (mine["writes"], mine["committed503"], mine["writesRefused"]) == (1, 1, 0)
+
+
+def test_a_write_not_retried_reports_a_server_error_as_transient(proxy, client, pbucket):
+    proxy.set_switches(random_503=1)
+    with pytest.raises(TransientError):
+        GcsStore(client).write_json(pbucket.name, "s.json", {"v": 1}, if_generation_match=0, retry=False)
+    assert proxy.stats()["totals"]["random503"] == 1  # one call: the client did not send it again
 
 
 def test_commit_then_hang_writes_the_object_and_the_client_times_out(proxy, pbucket):
