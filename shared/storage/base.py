@@ -101,6 +101,9 @@ class Listed:
 
 # The key under which a state object carries the token of the call that wrote it (see `change_json`).
 WRITE_TOKEN = "_w"
+_UNANSWERED_TRIES = 5  # failed writes in a row before change_json gives up (TransientError: the event is retried)
+_UNANSWERED_PAUSE_MAX = 8.0
+
 # The key under which a state object carries a small flat summary of itself (strings to strings) that
 # `write_json` also stores as the object's custom metadata: one listing then answers for a thousand objects
 # without reading one (`shared/runindex.py`). Cloud Storage keeps at most 8 KiB of custom metadata.
@@ -152,11 +155,14 @@ def change_json(
     gets True; the other sees `change` return None on the re-read value and must not act as the winner.
 
     Every value written carries this call's write token (`WRITE_TOKEN`). Cloud Storage can commit a write
-    and lose its reply; the client then retries the conditional write and gets 412 for its own commit. A
-    412 whose re-read shows our token is therefore our success, never a lost race: the change is not
-    applied a second time."""
+    and lose its reply (a 503, or no answer). The write is not sent again by the client (which would get
+    412 for its own commit, a second write against the object's rate of about one a second): a read tells
+    whether our token is there. A 412 whose re-read shows our token is our success too, never a lost race:
+    the change is not applied a second time. A write the storage failed without committing it is tried
+    again after a pause of a second or more, doubling, as the client's own retry would; after
+    `_UNANSWERED_TRIES` such failures in a row the TransientError goes to the caller."""
     token = secrets.token_hex(8)
-    unanswered: TransientError | None = None
+    failed = 0  # writes in a row the storage failed (429, 5xx, no answer) and that did not commit
     for attempt in range(attempts):
         current = store.read_json(bucket, name)
         if current is not None and attempt and current.value.get(WRITE_TOKEN) == token:
@@ -170,12 +176,20 @@ def change_json(
         try:
             if store.write_json(bucket, name, new, if_generation_match=generation, retry=False) is not None:
                 return new, True
-            unanswered = None
-        except TransientError as exc:
-            unanswered = exc  # committed or not: the re-read tells, at the cost of a read instead of a write
-        # Lost the race (or our write's reply was lost: the re-read above tells): back off a little, with
-        # jitter so racing writers spread out, and try again.
+        except TransientError:
+            # Committed or not: a read tells, where the client's own retry would have spent a second write
+            # (refused by its own commit) against the object's rate.
+            found = store.read_json(bucket, name)
+            if found is not None and found.value.get(WRITE_TOKEN) == token:
+                return found.value, True
+            failed += 1
+            if failed >= _UNANSWERED_TRIES or attempt == attempts - 1:
+                raise
+            # Not committed: the storage is failing, or the object is over its write rate (429). Wait as the
+            # client would, from a second on, not the short pause of a lost race.
+            time.sleep(min(_UNANSWERED_PAUSE_MAX, 2.0 ** (failed - 1)) * (0.5 + random.random()))
+            continue
+        failed = 0
+        # Lost the race: back off a little, with jitter so racing writers spread out, and try again.
         time.sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * (0.5 + random.random()))
-    if unanswered is not None:
-        raise unanswered  # the storage failing, not a race: retried like any transient failure
     raise StateConflictError(f"gs://{bucket}/{name}: still contended after {attempts} attempts")

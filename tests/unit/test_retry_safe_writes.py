@@ -7,7 +7,7 @@ import pytest
 
 from shared import layout, scheduler
 from shared.errors import StateConflictError, TransientError
-from shared.storage import change_json
+from shared.storage import base, change_json
 from shared.storage.memory import MemoryStore
 from tests.unit.fakes import make_pipeline
 from tests.unit.flows import assert_accounting, lines, settle, upload
@@ -75,11 +75,16 @@ class Down:
         return getattr(self._store, name)
 
 
-def test_a_storage_that_keeps_failing_is_a_transient_failure_not_a_lost_race():
+def test_a_storage_that_keeps_failing_is_a_transient_failure_not_a_lost_race(monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr(base.time, "sleep", pauses.append)
+    monkeypatch.setattr(base.random, "random", lambda: 0.5)  # the jitter's middle: a factor of 1
     store = Down(MemoryStore())
     with pytest.raises(TransientError) as caught:
-        change_json(store, "b", "state/x.json", lambda cur: {"n": 1}, attempts=3)
-    assert not isinstance(caught.value, StateConflictError) and store.writes == 3
+        change_json(store, "b", "state/x.json", lambda cur: {"n": 1})
+    assert not isinstance(caught.value, StateConflictError) and store.writes == base._UNANSWERED_TRIES
+    # Paced as the client's own retries would be (from about a second, doubling), not as a lost race (10 ms on).
+    assert pauses == [1.0, 2.0, 4.0, 8.0][:base._UNANSWERED_TRIES - 1]
 
 
 def test_lost_replies_on_every_third_write_change_nothing_in_a_whole_flow():

@@ -49,6 +49,16 @@ def test_a_state_change_whose_reply_is_lost_is_told_by_reading_and_written_once(
     assert (mine["writes"], mine["committed503"], mine["writesRefused"]) == (1, 1, 0)
 
 
+def test_state_changes_over_the_objects_write_rate_wait_for_it_and_each_lands_once(proxy, client, pbucket):
+    proxy.set_switches(burst=1)  # one write a second to one object, no burst
+    store = GcsStore(client)
+    for n in range(1, 4):
+        value, wrote = change_json(store, pbucket.name, "hot.json", lambda cur: {"n": (cur or {"n": 0})["n"] + 1})
+        assert wrote and value["n"] == n
+    mine = counts(proxy, pbucket, "hot.json")
+    assert mine["rejected429"] >= 1 and (mine["writes"], mine["writesRefused"]) == (3, 0)
+
+
 def test_a_write_not_retried_reports_a_server_error_as_transient(proxy, client, pbucket):
     proxy.set_switches(random_503=1)
     with pytest.raises(TransientError):
