@@ -289,6 +289,8 @@ def _reserve(p: Pipeline, queue: list[Queued], *,
         if not best_effort:
             raise
         return [], None
+    if stored is None and not taken:
+        return [], None  # this turn was skipped (the slots object was just written), or there is none yet
     settle_reserved(p, queue, taken, stored)
     return taken, stored
 
