@@ -54,6 +54,9 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
     assert "| check |" in done.stdout
     storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
     assert storage[("collect", "raw download")]["seconds"] > 0
+    assert storage[("collect", "raw copy")]["seconds"] > 0 and storage[("validate", "raw copy")]["seconds"] > 0
+    baselines = {(c["path"], c["baseline"]) for c in doc["throughStorage"]["checks"]}
+    assert ("validate", "raw copy through the storage") in baselines
     assert "succeeded" in storage[("collect", "postprocess")]["note"]
     assert {c["path"] for c in doc["throughStorage"]["checks"]} == {"collect", "validate"}
     assert [r["jobs"] for r in doc["poll"]] == [3] and doc["poll"][0]["vertex_calls"] >= 1
