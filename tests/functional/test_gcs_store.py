@@ -6,9 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from local._process import free_port
+from shared.errors import TransientError
 from shared.storage import mutate_json
 from shared.storage.base import ObjectMissing
-from shared.storage.gcs import GcsStore
+from shared.storage.gcs import GcsStore, make_client
 from shared.storage.memory import MemoryStore
 
 
@@ -154,3 +156,11 @@ def test_downloads_come_in_large_pieces():
     from shared.storage import gcs
 
     assert _request_helpers._SINGLE_GET_CHUNK_SIZE == gcs.DOWNLOAD_PIECE  # see gcs.DOWNLOAD_PIECE: why
+
+
+def test_a_write_not_retried_that_gets_no_answer_is_a_transient_failure():
+    """No storage on the port: with the client's retries off, the connection error comes back at once as the
+    pipeline's TransientError (change_json then reads back to tell whether it committed)."""
+    store = GcsStore(make_client("p", endpoint=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(TransientError):
+        store.write_json("b", "state/x.json", {"n": 1}, if_generation_match=0, retry=False)
