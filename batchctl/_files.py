@@ -28,13 +28,13 @@ import orjson
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._output import Column, emit_json, pairs, table
-from shared import collect, harvest, joining, layout, prediction_lines, runstate, staging
+from shared import collect, harvest, joining, layout, runstate, staging
 from shared.collect import JobFinished
 from shared.config import Config
 from shared.errors import BadEventError
 from shared.lines import MAX_LINE_BYTES, READ_SIZE, iter_lines
 from shared.pipeline import Pipeline
-from shared.prediction_lines import BLANK_FIRST, BLANK_START, StagedRowSums
+from shared.prediction_lines import BLANK_FIRST, StagedRowSums, newlines_unless_blank
 from shared.progress import resume
 from shared.publisher import MemoryPublisher
 from shared.rowsums import RowSums
@@ -218,29 +218,10 @@ def _clean_lines(path: Path) -> tuple[int, int, RowSums] | None:
     return (rows, size, sums.close()) if since == 0 and size else None
 
 
-def _newlines_unless_blank(chunk: bytes) -> int | None:
-    """The newlines in `chunk`, or None when a blank line starts after one of them.
-
-    Long lines (a staged part's are ~5 KB) are walked newline to newline, each found by memchr: 174 MB in
-    0.03 s, where counting and searching the whole chunk (each a byte-by-byte C loop) took 0.11 s. Short lines
-    take the two whole-chunk calls, cheaper than a Python step per line."""
-    if chunk.count(b"\n", 0, prediction_lines.LINES_PROBE) > prediction_lines.LINES_PROBE // 1024:
-        return None if BLANK_START.search(chunk) else chunk.count(b"\n")
-    find, last = chunk.find, len(chunk) - 1
-    newlines = 0
-    cut = find(b"\n")
-    while cut >= 0:
-        newlines += 1
-        if cut < last and chunk[cut + 1] in BLANK_FIRST:
-            return None
-        cut = find(b"\n", cut + 1)
-    return newlines
-
-
 def _copy_lines(f: IO[bytes], sink: IO[bytes] | _SummingFile) -> tuple[int, int]:
     """The lines of `iter_lines(f)` that are not blank, each with a newline, to `sink`: (lines, bytes).
 
-    A read's whole lines are copied as they are when no line in them can be blank (`_newlines_unless_blank`);
+    A read's whole lines are copied as they are when no line in them can be blank (`newlines_unless_blank`);
     otherwise they are split and filtered. After a line longer than MAX_LINE_BYTES, iter_lines takes over from
     its start, so its preview is what is written, as before."""
     rows = size = 0
@@ -251,7 +232,7 @@ def _copy_lines(f: IO[bytes], sink: IO[bytes] | _SummingFile) -> tuple[int, int]
         pending = data[cut:]
         if cut:
             block = data[:cut]
-            newlines = None if block[:1] in BLANK_FIRST else _newlines_unless_blank(block)
+            newlines = None if block[:1] in BLANK_FIRST else newlines_unless_blank(block)
             if newlines is None:
                 kept = [raw for raw in block.split(b"\n")[:-1] if raw.strip()]
                 block = b"\n".join(kept) + b"\n" if kept else b""

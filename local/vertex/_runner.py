@@ -198,7 +198,7 @@ class _JobRun:
         self.total = 0
         self._files: dict[str, bool] = {}
         self._small: list[bytes] | None = None  # the input's lines, when small enough to keep
-        self.pool: AnswerPool | None = getattr(runner, "pool", None)
+        self.pool: AnswerPool | None = runner.pool
 
     def fail(self, error: dict, stats: dict | None = None) -> None:
         self.store.transition(self.job, "JOB_STATE_FAILED", error=error, stats=stats)
