@@ -28,7 +28,7 @@ import orjson
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._output import Column, emit_json, pairs, table
-from shared import collect, harvest, joining, layout, runstate, staging
+from shared import collect, harvest, joining, layout, runstate, staging, workers
 from shared.collect import JobFinished
 from shared.config import Config
 from shared.errors import BadEventError
@@ -337,7 +337,7 @@ def postprocess(ops: Ops, predictions: tuple[Path, ...], out_dir: Path, staged: 
         shutil.rmtree(stale, ignore_errors=True)
     p = local_pipeline(config, out_dir, out_dir)
     # Collect's workers start while the staged input is checked (their imports would otherwise delay pass 1).
-    harvest.prepare(p.store, config.collect_workers or harvest.available_cpus(),
+    harvest.prepare(p.store, config.collect_workers or workers.available_cpus(),
                     sum(path.stat().st_size for path in predictions))
     staged_path = out_dir / layout.staged_name(run, PART)
     rows, size, sums = _linked_or_combined(staged, staged_path) if staged \

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from shared import cancellation, harvest, joining, layout, log, lost_input, prediction_lines, runstate
+from shared import cancellation, harvest, joining, layout, log, lost_input, prediction_lines, runstate, workers
 from shared.errors import BadEventError
 from shared.lines import iter_lines
 from shared.pipeline import Pipeline
@@ -156,8 +156,8 @@ def _harvest(p: Pipeline, msg: JobFinished, attempt: int, results: IO[bytes],
     prefix = layout.vertex_output_prefix(msg.run, msg.part) + "/"
     todo = harvest.spans(_outputs(p, prefix))
     merged = harvest.Harvest(results.write, failures=failures)
-    workers = p.config.collect_workers or harvest.available_cpus()
-    for piece in harvest.pieces(p.store, p.work_bucket, todo, attempt, workers):
+    processes = p.config.collect_workers or workers.available_cpus()
+    for piece in harvest.pieces(p.store, p.work_bucket, todo, attempt, processes):
         for message in merged.add(piece):
             log.warning("rows.unjoinable", message, run=msg.run, job=_job_id(msg))
     tally.succeeded += merged.succeeded

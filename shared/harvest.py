@@ -7,41 +7,33 @@ its token sums) with no I/O, so the same code runs in this process or in a worke
 pieces in file order and gives exactly what one pass over the lines in order gives: a row exported twice
 counts once, and a success wins over a failure whichever comes first, across pieces as within one.
 
-Why workers: per line, collect is Python (a few microseconds a row on top of the decoding), so one core
-caps it; a function with 2 vCPU gets twice the throughput from two processes reading their own byte ranges.
-The workers live as long as the instance, so only its first large collect pays for starting them.
+Why workers (`shared/workers.py`): per line, collect is Python (a few microseconds a row on top of the decoding),
+so one core caps it; a function with 2 vCPU gets up to twice the throughput from two processes reading their own
+byte ranges.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import pickle
-import struct
-import subprocess
-import sys
-import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 import orjson
 
 from shared import joining, prediction_lines
-from shared.errors import TransientError
+from shared import workers as workers_
 from shared.lines import READ_SIZE, TooLong, iter_lines
 from shared.rowsums import RowSums
 from shared.storage.base import ObjectStore
+from shared.workers import discard, team_lock
 
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
-           "prepare", "span_lines", "spans", "available_cpus"]
+           "prepare", "span_lines", "spans"]
 
 PIECE_BYTES = 16 * 1024 * 1024  # of predictions per piece: one ranged read (8 MB: the e2e collect ~0.6 s slower)
 PARALLEL_MIN_BYTES = 48 * 1024 * 1024  # below this, starting workers costs more than they save
-_AHEAD = 2  # pieces per worker computed ahead of the one being merged: bounds memory
 _LINE_SLACK = 64 * 1024  # read ahead past a span's end for its last line (a longer one is read on demand)
 _RESULT_BLOCK = 1 << 20  # bytes of result lines per block of a piece
 
@@ -66,7 +58,7 @@ class Piece:
     unjoinable: list[str] = field(default_factory=list)  # why each line that cannot be joined was left out
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        # The results go out of band when the pickler takes buffers (`send`): not copied into the pickle.
+        # The results go out of band when the pickler takes buffers (`workers.send`): not copied into the pickle.
         blocks = [pickle.PickleBuffer(b) if protocol >= 5 else bytes(b) for b in self.results]
         return _piece, (blocks, self.succeeded, self.failures, self.tokens, self.unjoinable)
 
@@ -317,36 +309,35 @@ def _in_worker(opener: Opener, bucket: str, span: Span, attempt: int) -> Piece:
 
 
 def pieces(store: ObjectStore, bucket: str, todo: list[Span], attempt: int, workers: int) -> Iterator[Piece]:
-    """The pieces of `todo`, in order: computed by `workers` processes when there are that many and the spans
-    are large enough to pay for them (and the store can be opened again in a worker), else here."""
+    """The pieces of `todo`, in order: computed by `workers` processes (`shared/workers.py`) when there are that
+    many and the spans are large enough to pay for them (and the store can be opened again in a worker), else
+    here."""
     size = sum(s.end - s.start for s in todo)
     opener = _parallel_opener(store, workers, size)
-    # One collect at a time talks to the workers: another's tasks and replies on the same pipes would be taken
-    # for its own. Cloud Run with concurrency 1 never runs two; a server on threads (functions-framework's
-    # gunicorn, as the local cloud runs it) does, when a job is announced twice. The second runs here.
-    if opener is None or len(todo) < 2 or not _TEAM_LOCK.acquire(blocking=False):
+    # One caller at a time talks to the workers; a second collect in this instance runs here.
+    if opener is None or len(todo) < 2 or not team_lock.acquire(blocking=False):
         for span in todo:
             yield _read_piece(store, bucket, span, attempt)
         return
     try:
-        team = _team(workers, _preload(opener))
-        yield from team.map([(opener, bucket, span, attempt) for span in todo])
+        team = _team(workers, opener)
+        yield from team.map((_in_worker, (opener, bucket, span, attempt)) for span in todo)
     except BaseException:
-        _discard_team()  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
+        discard()  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
         raise
     finally:
-        _TEAM_LOCK.release()
+        team_lock.release()
 
 
 def prepare(store: ObjectStore, workers: int, size: int) -> None:
     """Start the workers that `pieces` will use for `size` bytes of output now, so that their start (~60 ms of
     imports, the first time) overlaps what the caller does before pass 1. Nothing when pass 1 will run here."""
     opener = _parallel_opener(store, workers, size)
-    if opener is not None and _TEAM_LOCK.acquire(blocking=False):
+    if opener is not None and team_lock.acquire(blocking=False):
         try:
-            _team(workers, _preload(opener))
+            _team(workers, opener)
         finally:
-            _TEAM_LOCK.release()
+            team_lock.release()
 
 
 def _parallel_opener(store: ObjectStore, workers: int, size: int) -> Opener | None:
@@ -356,147 +347,6 @@ def _parallel_opener(store: ObjectStore, workers: int, size: int) -> Opener | No
     return store.opener()
 
 
-def _preload(opener: Opener) -> str:
-    return getattr(opener, "func", opener).__module__
-
-
-# --- worker processes ----------------------------------------------------------------------------------------
-# Plain subprocesses running `python -m shared.harvest_worker`, fed pickled tasks over a pipe: not
-# multiprocessing, whose start methods either fork a threaded process (a function instance, with its storage
-# client's threads and locks) or run the parent's main module again in every worker (functions-framework's).
-
-class WorkerLost(TransientError):
-    """A worker process ended mid-task: the delivery is retried (with new workers)."""
-
-
-_FRAME = struct.Struct("<QQ")  # the pickle's length, then how many out-of-band buffers follow it
-_LENGTH = struct.Struct("<Q")
-
-
-def send(stream: IO[bytes], value: object) -> None:
-    """`value` pickled, then each buffer it hands out of band (a piece's blocks of results) written as it is:
-    the results are not copied into the pickle, nor on the other side out of it."""
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    views = [buffer.raw() for buffer in buffers]
-    stream.write(_FRAME.pack(len(data), len(views)) + b"".join(_LENGTH.pack(view.nbytes) for view in views))
-    stream.write(data)
-    for view in views:
-        stream.write(view)
-    stream.flush()
-
-
-def receive(stream: IO[bytes]) -> object:
-    size, count = _FRAME.unpack(_read(stream, _FRAME.size))
-    sizes = [_LENGTH.unpack(_read(stream, _LENGTH.size))[0] for _ in range(count)]
-    data = _read(stream, size)
-    buffers = []
-    for n in sizes:
-        buffer = bytearray(n)
-        view, got = memoryview(buffer), 0
-        while got < n:
-            step = stream.readinto(view[got:])
-            if not step:
-                raise EOFError
-            got += step
-        buffers.append(buffer)
-    return pickle.loads(data, buffers=buffers)
-
-
-def _read(stream: IO[bytes], size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return data
-
-
-def serve(tasks: IO[bytes], replies: IO[bytes]) -> None:
-    """A worker's loop: (opener, bucket, span, attempt) in, ("piece", Piece) or ("error", exception) out."""
-    while True:
-        try:
-            opener, bucket, span, attempt = receive(tasks)
-        except EOFError:
-            return
-        try:
-            reply: tuple[str, object] = ("piece", _in_worker(opener, bucket, span, attempt))
-        except Exception as exc:  # noqa: BLE001 - the parent raises it; the worker lives on
-            reply = ("error", exc)
-        try:
-            send(replies, reply)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            send(replies, ("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
-
-
-class _Team:
-    def __init__(self, size: int, preload: str) -> None:
-        root = str(Path(__file__).resolve().parent.parent)  # where `shared` is importable from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self.size = size
-        # `preload`: the storage module, imported while the first task is on its way (google-cloud-storage
-        # takes ~0.2 s to import).
-        self.procs = [subprocess.Popen([sys.executable, "-m", "shared.harvest_worker", preload],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) for _ in range(size)]
-
-    def map(self, tasks: list[tuple]) -> Iterator[Piece]:
-        """Task i goes to worker i % size; replies are read back in task order, at most _AHEAD sent ahead
-        per worker, so memory holds a few pieces whatever the output's size."""
-        sent = 0
-        for received in range(len(tasks)):
-            try:
-                while sent < len(tasks) and sent < received + self.size * _AHEAD:
-                    send(self.procs[sent % self.size].stdin, tasks[sent])
-                    sent += 1
-                kind, value = receive(self.procs[received % self.size].stdout)
-            except (EOFError, OSError):  # its pipe closed: it died (killed, out of memory)
-                raise WorkerLost("a collect worker process ended mid-task") from None
-            if kind == "error":
-                raise value
-            yield value
-
-    def close(self) -> None:
-        for proc in self.procs:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-_TEAM: _Team | None = None
-_TEAM_LOCK = threading.Lock()  # held by the one `pieces` that uses _TEAM
-
-
-def _team(size: int, preload: str) -> _Team:
-    """The instance's workers, started on first use and kept for later collects."""
-    global _TEAM
-    if _TEAM is None or _TEAM.size != size or any(p.poll() is not None for p in _TEAM.procs):
-        _discard_team()
-        _TEAM = _Team(size, preload)
-        atexit.register(_discard_team)
-    return _TEAM
-
-
-def _discard_team() -> None:
-    global _TEAM
-    if _TEAM is not None:
-        _TEAM.close()
-        _TEAM = None
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (Cloud Run gives an instance
-    its vCPUs as a quota, while os.cpu_count() counts the host's)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
+def _team(workers: int, opener: Opener) -> workers_.Team:
+    """The instance's workers, with this module and the storage adapter `opener` makes loaded."""
+    return workers_.team(workers, (__name__, getattr(opener, "func", opener).__module__))

@@ -52,7 +52,7 @@ from local.vertex._answers import POOL_MIN_ROWS, AnswerPool, Asked, answer
 from local.vertex._gcs import ObjectMissing, Storage, parse_gs
 from local.vertex._importer import IMPORT_MESSAGE, ImportRuleError, SchemaChecker
 from local.vertex._store import WAITING, Job, JobStore
-from shared.harvest import available_cpus
+from shared.workers import available_cpus
 
 log = logging.getLogger("local.vertex")
 

@@ -1,4 +1,4 @@
-"""Collect's worker processes, for real: pieces read by two `shared.harvest_worker` processes through their
+"""Collect's worker processes, for real: pieces read by two `shared.worker_process` processes through their
 own storage (local files, or their own client to the rate-limited local Cloud Storage) equal the pieces made
 in this process; a worker's error reaches the caller as itself; a worker that dies fails the delivery
 retryably, and the next collect starts new workers."""
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
-from shared import harvest
+from shared import harvest, workers
 from shared.storage.base import ObjectMissing
 from shared.storage.gcs import GcsStore
 from shared.storage.localfs import LocalFsStore
@@ -49,7 +49,7 @@ def _collected(store, bucket: str, name: str, size: int, workers: int) -> tuple:
 def many_small_pieces(monkeypatch):
     monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", 0)
     yield
-    harvest._discard_team()
+    workers.discard()
 
 
 @pytest.fixture(params=["localfs", "gcs"])
@@ -69,10 +69,10 @@ def test_two_workers_give_the_pieces_this_process_gives(stored, many_small_piece
     here = _collected(store, bucket, "vertex/p.jsonl", len(body), workers=1)
     assert here[3] > 0 and here[2]
     assert _collected(store, bucket, "vertex/p.jsonl", len(body), workers=2) == here
-    team = harvest._TEAM
+    team = workers._TEAM
     assert team is not None and all(proc.poll() is None for proc in team.procs)  # kept for the next collect
     assert _collected(store, bucket, "vertex/p.jsonl", len(body), workers=2) == here
-    assert harvest._TEAM is team
+    assert workers._TEAM is team
 
 
 def test_a_workers_error_reaches_the_caller_as_itself(tmp_path, many_small_pieces):
@@ -90,11 +90,11 @@ def test_a_worker_that_dies_fails_the_delivery_retryably_and_new_workers_take_ov
     todo = harvest.spans([("vertex/p.jsonl", len(body))], 20_000)
     found = harvest.pieces(store, "b", todo, 1, workers=2)
     next(found)
-    for proc in harvest._TEAM.procs:
+    for proc in workers._TEAM.procs:
         os.kill(proc.pid, signal.SIGKILL)
-    with pytest.raises(harvest.WorkerLost):
+    with pytest.raises(workers.WorkerLost):
         list(found)
-    assert harvest._TEAM is None
+    assert workers._TEAM is None
     here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
     assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here
 
@@ -107,16 +107,16 @@ def test_workers_started_ahead_are_the_ones_pass_one_uses(tmp_path, monkeypatch)
     try:
         harvest.prepare(store, 2, len(body) - 1)  # too little output to pay for workers: none start
         harvest.prepare(store, 1, len(body))
-        assert harvest._TEAM is None
+        assert workers._TEAM is None
         harvest.prepare(store, 2, len(body))
-        team = harvest._TEAM
+        team = workers._TEAM
         assert team is not None and team.size == 2
         here = _collected(store, "b", "vertex/p.jsonl", len(body), workers=1)
-        assert harvest._TEAM is team
+        assert workers._TEAM is team
         assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here
-        assert harvest._TEAM is team
+        assert workers._TEAM is team
     finally:
-        harvest._discard_team()
+        workers.discard()
 
 
 def test_a_second_collect_while_the_workers_are_busy_runs_here_and_neither_is_mixed_up(tmp_path,
@@ -130,12 +130,12 @@ def test_a_second_collect_while_the_workers_are_busy_runs_here_and_neither_is_mi
     out: list[bytes] = []
     merged = harvest.Harvest(out.append)
     merged.add(next(first))
-    team = harvest._TEAM
+    team = workers._TEAM
     assert _collected(store, "b", "vertex/p.jsonl", len(body), workers=2) == here  # meanwhile, in this process
     for piece in first:
         merged.add(piece)
     assert (b"".join(out), merged.seen, merged.failures, merged.succeeded, merged.tokens) == here
-    assert harvest._TEAM is team and all(proc.poll() is None for proc in team.procs)
+    assert workers._TEAM is team and all(proc.poll() is None for proc in team.procs)
 
 
 def test_collects_on_threads_at_once_each_get_their_own_pieces(tmp_path, many_small_pieces):

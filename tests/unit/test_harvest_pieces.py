@@ -10,7 +10,7 @@ from array import array
 import orjson
 import pytest
 
-from shared import harvest, joining
+from shared import harvest, joining, workers
 from shared.lines import iter_lines
 from shared.storage.memory import MemoryStore
 
@@ -103,7 +103,7 @@ def test_an_empty_object_is_one_empty_span():
 
 
 def test_without_a_store_another_process_can_open_or_enough_bytes_pieces_are_made_here(monkeypatch):
-    monkeypatch.setattr(harvest, "_team", lambda size, preload: pytest.fail("no worker is needed"))
+    monkeypatch.setattr(harvest, "_team", lambda size, opener: pytest.fail("no worker is needed"))
     store = MemoryStore()
     body = _predictions(1)
     store.write_bytes("b", "p.jsonl", body)
@@ -112,7 +112,7 @@ def test_without_a_store_another_process_can_open_or_enough_bytes_pieces_are_mad
 
 
 def test_available_cpus_is_at_least_one():
-    assert harvest.available_cpus() >= 1
+    assert workers.available_cpus() >= 1
 
 
 def test_a_row_set_holds_any_rows_as_a_set_would():
@@ -163,20 +163,20 @@ def test_a_piece_crosses_the_worker_pipe_with_its_results_out_of_band():
     piece = harvest.harvest_lines(iter_lines(io.BytesIO(_predictions(5))), 2, "p.jsonl")
     assert len(piece.results) == 1 and len(piece.results[0]) > 10_000
     pipe = io.BytesIO()
-    harvest.send(pipe, ("piece", piece))
-    harvest.send(pipe, ("task", 7))  # a value with no buffer to hand out
-    size, buffers = harvest._FRAME.unpack_from(pipe.getvalue())
+    workers.send(pipe, ("piece", piece))
+    workers.send(pipe, ("task", 7))  # a value with no buffer to hand out
+    size, buffers = workers._FRAME.unpack_from(pipe.getvalue())
     assert buffers == 1 and size < len(piece.results[0]) // 4  # the results follow the pickle, not inside it
     pipe.seek(0)
-    assert harvest.receive(pipe) == ("piece", piece)
-    assert harvest.receive(pipe) == ("task", 7)
+    assert workers.receive(pipe) == ("piece", piece)
+    assert workers.receive(pipe) == ("task", 7)
     with pytest.raises(EOFError):
-        harvest.receive(pipe)
+        workers.receive(pipe)
     pipe = io.BytesIO()
-    harvest.send(pipe, piece)
+    workers.send(pipe, piece)
     cut = io.BytesIO(pipe.getvalue()[:-1])  # the pipe closed mid-way (the worker died)
     with pytest.raises(EOFError):
-        harvest.receive(cut)
+        workers.receive(cut)
 
 
 def test_a_piece_in_many_blocks_crosses_the_pipe_and_merges_as_one(monkeypatch: pytest.MonkeyPatch):
@@ -187,10 +187,10 @@ def test_a_piece_in_many_blocks_crosses_the_pipe_and_merges_as_one(monkeypatch: 
     assert len(piece.results) > 10 and all(len(block) >= 700 for block in piece.results[:-1])
     assert b"".join(piece.results) == b"".join(whole.results)
     pipe = io.BytesIO()
-    harvest.send(pipe, piece)
-    assert harvest._FRAME.unpack_from(pipe.getvalue())[1] == len(piece.results)
+    workers.send(pipe, piece)
+    assert workers._FRAME.unpack_from(pipe.getvalue())[1] == len(piece.results)
     pipe.seek(0)
-    got = harvest.receive(pipe)
+    got = workers.receive(pipe)
     assert got == piece
     written = io.BytesIO()
     harvest.Harvest(written.write).add(got)

@@ -18,7 +18,7 @@ from batchctl import _files as files_module
 from batchctl._context import Ops
 from batchctl._exit import Failed
 from batchctl._files import postprocess, validate
-from shared import harvest, joining, known_shapes, lines, prediction_lines, raw_request, staging, validation
+from shared import harvest, joining, known_shapes, lines, prediction_lines, raw_request, staging, validation, workers
 from shared.rowsums import RowSums
 
 OK = '{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}]}'
@@ -376,7 +376,7 @@ def test_validate_and_postprocess_write_the_bytes_the_code_they_replaced_wrote(t
     # Collect's pass 1 in pieces of a few lines, by two worker processes; the old code in one pass, here.
     monkeypatch.setattr(harvest, "PIECE_BYTES", 900)
     monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(harvest, "available_cpus", lambda: 2)
+    monkeypatch.setattr(workers, "available_cpus", lambda: 2)
     monkeypatch.setattr(staging, "_WRITE_BATCH", 300)
     spliced = []
     monkeypatch.setattr(joining, "staged_line_raw", lambda *args: spliced.append(args[0]) or staged_line_raw(*args))

@@ -1,0 +1,192 @@
+"""Worker processes an instance keeps for work that pays to run side by side: collect's pieces of job output
+(`shared/harvest.py`) and submit's blocks of input lines (`shared/staging.py`).
+
+Per line, both paths are Python (a few microseconds a line on top of the decoding), so one core caps them; a
+function with 2 vCPU gets up to twice the throughput from two processes. The workers are plain subprocesses
+running `python -m shared.worker_process`, fed pickled tasks (a module-level function and its arguments) over a
+pipe: not multiprocessing, whose start methods either fork a threaded process (a function instance, with its
+storage client's threads and locks) or run the parent's main module again in every worker (functions-framework's).
+They live as long as the instance, so only its first large task pays for starting them (~0.1 s each).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from shared.errors import TransientError
+
+__all__ = ["AHEAD", "Team", "WorkerLost", "available_cpus", "discard", "receive", "send", "serve", "team",
+           "team_lock"]
+
+AHEAD = 2  # tasks per worker sent ahead of the reply being read: bounds what is in flight, so memory
+
+
+class WorkerLost(TransientError):
+    """A worker process ended mid-task: the delivery is retried (with new workers)."""
+
+
+_FRAME = struct.Struct("<QQ")  # the pickle's length, then how many out-of-band buffers follow it
+_LENGTH = struct.Struct("<Q")
+
+
+def send(stream: IO[bytes], value: object) -> None:
+    """`value` pickled, then each buffer it hands out of band (blocks of result or staged lines) written as it
+    is: the bytes are not copied into the pickle, nor on the other side out of it."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    views = [buffer.raw() for buffer in buffers]
+    stream.write(_FRAME.pack(len(data), len(views)) + b"".join(_LENGTH.pack(view.nbytes) for view in views))
+    stream.write(data)
+    for view in views:
+        stream.write(view)
+    stream.flush()
+
+
+def receive(stream: IO[bytes]) -> object:
+    size, count = _FRAME.unpack(_read(stream, _FRAME.size))
+    sizes = [_LENGTH.unpack(_read(stream, _LENGTH.size))[0] for _ in range(count)]
+    data = _read(stream, size)
+    buffers = []
+    for n in sizes:
+        buffer = bytearray(n)
+        view, got = memoryview(buffer), 0
+        while got < n:
+            step = stream.readinto(view[got:])
+            if not step:
+                raise EOFError
+            got += step
+        buffers.append(buffer)
+    return pickle.loads(data, buffers=buffers)
+
+
+def _read(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return data
+
+
+def serve(tasks: IO[bytes], replies: IO[bytes]) -> None:
+    """A worker's loop: (function, args) in, ("done", its value) or ("error", exception) out."""
+    while True:
+        try:
+            function, args = receive(tasks)
+        except EOFError:
+            return
+        try:
+            reply: tuple[str, object] = ("done", function(*args))
+        except Exception as exc:  # noqa: BLE001 - the parent raises it; the worker lives on
+            reply = ("error", exc)
+        try:
+            send(replies, reply)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            send(replies, ("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+
+
+Task = tuple[Callable[..., Any], tuple]
+
+
+class Team:
+    def __init__(self, size: int, preload: Iterable[str]) -> None:
+        root = str(Path(__file__).resolve().parent.parent)  # where `shared` is importable from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.size = size
+        self.preload = frozenset(preload)
+        # `preload`: the modules the tasks will need (google-cloud-storage takes ~0.2 s to import), imported while
+        # the first task is on its way.
+        self.procs = [subprocess.Popen([sys.executable, "-m", "shared.worker_process", *sorted(self.preload)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) for _ in range(size)]
+
+    def map(self, tasks: Iterable[Task]) -> Iterator[Any]:
+        """Task i goes to worker i % size; replies are read back in task order, at most AHEAD sent ahead per
+        worker, so memory holds a few tasks whatever the input's size. `tasks` is drawn lazily: a task made
+        by a generator sees what the caller did with the replies before it."""
+        todo = iter(tasks)
+        sent = received = 0
+        more = True
+        while True:
+            try:
+                while more and sent < received + self.size * AHEAD:
+                    task = next(todo, None)
+                    if task is None:
+                        more = False
+                        break
+                    send(self.procs[sent % self.size].stdin, task)
+                    sent += 1
+                if received == sent:
+                    return
+                kind, value = receive(self.procs[received % self.size].stdout)
+            except (EOFError, OSError):  # its pipe closed: it died (killed, out of memory)
+                raise WorkerLost("a worker process ended mid-task") from None
+            received += 1
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+_TEAM: Team | None = None
+# Held by the one caller that uses the team: another's tasks and replies on the same pipes would be taken for its
+# own. Cloud Run with concurrency 1 never runs two; a server on threads (functions-framework's gunicorn, as the
+# local cloud runs it) does, when an event is delivered twice. The second one works in its own thread.
+team_lock = threading.Lock()
+
+
+def team(size: int, preload: Iterable[str]) -> Team:
+    """The instance's workers, started on first use and kept for later tasks (the caller holds `team_lock`).
+    New ones when the size changes, one has died, or a task needs a module they did not load."""
+    global _TEAM
+    preload = frozenset(preload)
+    if _TEAM is None or _TEAM.size != size or not preload <= _TEAM.preload or \
+            any(p.poll() is not None for p in _TEAM.procs):
+        if _TEAM is not None:
+            preload |= _TEAM.preload
+        discard()
+        _TEAM = Team(size, preload)
+        atexit.register(discard)
+    return _TEAM
+
+
+def discard() -> None:
+    """Stop the workers: after a worker left mid-task (killed, out of memory) or while busy with an abandoned
+    task, the next caller starts new ones."""
+    global _TEAM
+    if _TEAM is not None:
+        _TEAM.close()
+        _TEAM = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (Cloud Run gives an instance
+    its vCPUs as a quota, while os.cpu_count() counts the host's)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
