@@ -60,7 +60,7 @@ def local_config(environ: Mapping[str, str], *, max_rows: int | None = None, max
     buckets, no project needed."""
     env = {"GOOGLE_CLOUD_PROJECT": "local", **{k: v for k, v in environ.items()
                                                if k in ("MAX_ROWS_PER_JOB", "MAX_BYTES_PER_JOB", "MAX_ATTEMPTS",
-                                                        "MODEL", "COLLECT_WORKERS")},
+                                                        "MODEL", "COLLECT_WORKERS", "SUBMIT_WORKERS")},
            "INPUT_BUCKET": LOCAL_INPUT, "OUTPUT_BUCKET": LOCAL_OUTPUT}
     for name, value in (("MAX_ROWS_PER_JOB", max_rows), ("MAX_BYTES_PER_JOB", max_bytes),
                         ("MAX_ATTEMPTS", max_attempts)):
@@ -101,7 +101,7 @@ def stage_file(config: Config, path: Path, out_dir: Path | None) -> tuple[str, s
     p = local_pipeline(config, path.parent, out_dir)
     generation = path.stat().st_mtime_ns
     run = layout.run_id("local", str(path), generation)
-    return run, staging.stage(p, run, LOCAL_INPUT, path.name, generation)
+    return run, staging.stage(p, run, LOCAL_INPUT, path.name, generation, path.stat().st_size)
 
 
 def reasons(staged: staging.Staged) -> str:

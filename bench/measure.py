@@ -57,14 +57,18 @@ def postprocess_one_core(source: Path, work: Path, args: argparse.Namespace) -> 
     return postprocess(source, work, args, {"COLLECT_WORKERS": "1"})
 
 
-def validate(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+def validate(source: Path, work: Path, args: argparse.Namespace, environ: dict | None = None) -> str | None:
     from batchctl._context import Ops
     from batchctl._files import validate as command
 
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        command.main([str(source), "--out", str(work), "--json"], obj=Ops({}), standalone_mode=False)
+        command.main([str(source), "--out", str(work), "--json"], obj=Ops(environ or {}), standalone_mode=False)
     doc = json.loads(out.getvalue())
     return f"{doc['valid']} valid, {doc['invalid']} invalid, {len(doc['parts'])} parts"
+
+
+def validate_one_core(source: Path, work: Path, args: argparse.Namespace) -> str | None:
+    return validate(source, work, args, {"SUBMIT_WORKERS": "1"})
 
 
 def duckdb_split(source: Path, work: Path, args: argparse.Namespace) -> str | None:
@@ -99,12 +103,12 @@ def cat(source: Path, work: Path, args: argparse.Namespace) -> str | None:
 # What each case imports, loaded before its clock starts: the seconds are the work's, as the docstring says
 # (batchctl's modules take ~0.09 s to import, a third of parse-only's whole run on 200 MB).
 _BATCHCTL = ("batchctl._context", "batchctl._files")
-PRELOAD = {"postprocess": _BATCHCTL, "postprocess-1": _BATCHCTL, "validate": _BATCHCTL,
+PRELOAD = {"postprocess": _BATCHCTL, "postprocess-1": _BATCHCTL, "validate": _BATCHCTL, "validate-1": _BATCHCTL,
            "parse-only": ("orjson", "shared.lines"), "duckdb": ("duckdb",)}
 
 CASES: dict[str, Callable[[Path, Path, argparse.Namespace], str | None]] = {
     "parse-only": parse_only, "postprocess": postprocess, "postprocess-1": postprocess_one_core,
-    "validate": validate, "duckdb": duckdb_split,
+    "validate": validate, "validate-1": validate_one_core, "duckdb": duckdb_split,
     "jq": jq_select, "cat": cat,
 }
 

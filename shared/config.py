@@ -56,6 +56,8 @@ class Config:
     reconcile_batch: int = 500
     # Processes that turn a large job output into result lines side by side; 0: one per CPU the instance has.
     collect_workers: int = 0
+    # Processes that validate a large input side by side; 0: one per CPU the instance has.
+    submit_workers: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -90,6 +92,7 @@ class Config:
             dead_letter_subscriptions=reader.names("DEAD_LETTER_SUBSCRIPTIONS"),
             reconcile_batch=reader.integer("RECONCILE_BATCH", _default("reconcile_batch"), 1, 100_000),
             collect_workers=reader.integer("COLLECT_WORKERS", _default("collect_workers"), 0, 64),
+            submit_workers=reader.integer("SUBMIT_WORKERS", _default("submit_workers"), 0, 64),
         )
         if cfg.input_bucket == cfg.output_bucket and cfg.input_prefix in ("", "/"):
             raise ConfigError("INPUT_PREFIX must not be empty when INPUT_BUCKET is also OUTPUT_BUCKET")

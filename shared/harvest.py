@@ -24,7 +24,7 @@ import orjson
 
 from shared import joining, prediction_lines
 from shared import workers as workers_
-from shared.lines import READ_SIZE, TooLong, iter_lines
+from shared.lines import READ_SIZE, Prefixed, TooLong, iter_lines
 from shared.rowsums import RowSums
 from shared.storage.base import ObjectStore
 from shared.workers import discard, team_lock
@@ -97,7 +97,7 @@ def span_lines(stream: IO[bytes], span: Span) -> Iterator[bytes]:
                 cut = block.find(b"\n")
                 if cut >= 0:
                     offset += cut + 1
-                    stream = _Prefixed(block[cut + 1:], stream)
+                    stream = Prefixed(block[cut + 1:], stream)
                     break
                 offset += len(block)
     for raw in iter_lines(stream):
@@ -105,19 +105,6 @@ def span_lines(stream: IO[bytes], span: Span) -> Iterator[bytes]:
             return
         offset += (raw.length if type(raw) is TooLong else len(raw)) + 1
         yield raw
-
-
-class _Prefixed:
-    """A stream that first returns `head`, then the rest of `stream`."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head, self._stream = head, stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head
-        return self._stream.read(size)
 
 
 def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
@@ -323,7 +310,7 @@ def pieces(store: ObjectStore, bucket: str, todo: list[Span], attempt: int, work
         team = _team(workers, opener)
         yield from team.map((_in_worker, (opener, bucket, span, attempt)) for span in todo)
     except BaseException:
-        discard()  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
+        discard(kill=True)  # a worker left mid-task (killed, out of memory) or is busy with an abandoned one
         raise
     finally:
         team_lock.release()

@@ -76,3 +76,17 @@ def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE_BYTES, read_size: int
         yield skipping
     elif pending:
         yield b"".join(pending)
+
+
+class Prefixed:
+    """A stream that first returns `head`, then the rest of `stream`: what a reader took to find a line's end
+    given back before the bytes it did not read."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._stream.read(size)

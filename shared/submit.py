@@ -70,7 +70,7 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
     p.checkpoint("submit.claimed")
 
     try:
-        staged = staging.stage(p, run, obj.bucket, obj.name, obj.generation)
+        staged = staging.stage(p, run, obj.bucket, obj.name, obj.generation, obj.size)
     except ObjectMissing:
         # The generation was replaced or deleted before we could read it; a newer generation has its own
         # run. Nothing of this one was billed; say so and stop.

@@ -125,6 +125,7 @@ _TYPE_OF = {str: _STRING, int: _NUMBER, float: _NUMBER, bool: _BOOL, dict: _OBJE
 # A string the importer reads as a number. The walk tests `v < ":"` first (true only when the string starts
 # with a digit, "-", other punctuation, or is empty): one comparison keeps the regex off ordinary text.
 _NUMERIC_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_PATH_STEP = re.compile(r"(\[\])|\.([A-Za-z0-9_]+)")  # a key path's steps: an array's elements, or a key
 # Paths whose type the GenerateContentRequest schema fixes before any line is read (see type_conflict);
 # None stands for an array's elements. Seeding them costs the hot path nothing: the walk compares types.
 _SCHEMA_PATHS: tuple[tuple[tuple[str | None, ...], str], ...] = (
@@ -244,7 +245,7 @@ class LineValidator:
     """Validates the lines of one input file, in order; keeps the file-wide key path -> type schema."""
 
     __slots__ = ("_max", "_root", "_types", "_view", "_undo", "_row", "_columns", "_max_columns", "_created",
-                 "_keys")
+                 "_keys", "_added", "changes")
 
     def __init__(self, max_nesting: int = MAX_NESTING, max_columns: int = MAX_COLUMNS) -> None:
         self._max = max_nesting
@@ -257,6 +258,11 @@ class LineValidator:
         self._columns = 0
         self._max_columns = max_columns
         self._created: list[tuple[dict, str]] = []  # key paths first seen on this line (gone if it fails)
+        # What accepted lines added to the schema: (key path, its type or None for a column only null has
+        # filled), and how many lines added anything. A worker validating a block of lines says what its
+        # block added; the caller tells from them whether the block saw the schema the file had (`holds`).
+        self._added: list[tuple[str, str | None]] = []
+        self.changes = 0
         for segs, kind in _SCHEMA_PATHS:
             node = self._root
             for seg in segs:
@@ -322,13 +328,65 @@ class LineValidator:
             self._columns -= len(created)
             created.clear()
             return Rejected(row, p.reason, message, request, None, has_key, key)
-        self._created.clear()
-        if undo:
+        created = self._created
+        if undo or created:
+            self.changes += 1
+            added = self._added
+            typed = {node.path for node in undo}
+            added += ((children[k].path, None) for children, k in created if children[k].path not in typed)
             types = self._types
             for node in undo:
                 types[node.path] = node.type
+                added.append((node.path, node.type))
             undo.clear()
+            created.clear()
         return Accepted(row, request, has_key, key, self._keys)
+
+    def added(self) -> list[tuple[str, str | None]]:
+        """What accepted lines added to the schema, in order: (key path, type), or (key path, None) for a new
+        column whose values were all null."""
+        return list(self._added)
+
+    def holds(self, added: list[tuple[str, str | None]]) -> bool:
+        """Whether the schema has every key path of `added` (another validator's `added()`), with that type."""
+        types = self._types
+        for path, kind in added:
+            if kind is None:
+                if not self._has_path(path):
+                    return False
+            elif types.get(path) != kind:
+                return False
+        return True
+
+    def _has_path(self, path: str) -> bool:
+        node: _Node | None = self._root
+        for item, key in _PATH_STEP.findall(path.removeprefix("request")):
+            node = node.item if item else node.children.get(key)
+            if node is None:
+                return False
+        return True
+
+    def __getstate__(self) -> dict:
+        # To a worker process and back (`shared/staging.py`): the schema, not the read-only view over it nor what
+        # was added to it before (the receiver says what its own lines add).
+        return {name: getattr(self, name) for name in self.__slots__ if name not in ("_view", "_added")}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        # Unpickled type names are equal strings, not the constants the walk compares by identity.
+        canon = {t: t for t in (_STRING, _NUMBER, _BOOL, _OBJECT, _ARRAY)}
+        self._types = {path: canon[t] for path, t in self._types.items()}
+        self._view = MappingProxyType(self._types)
+        self._added = []
+        todo = [self._root]
+        while todo:
+            node = todo.pop()
+            if node.type is not None:
+                node.type = canon[node.type]
+            todo += node.children.values()
+            if node.item is not None:
+                todo.append(node.item)
 
     # -- the importer walk --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -40,15 +41,22 @@ _LENGTH = struct.Struct("<Q")
 
 
 def send(stream: IO[bytes], value: object) -> None:
-    """`value` pickled, then each buffer it hands out of band (blocks of result or staged lines) written as it
-    is: the bytes are not copied into the pickle, nor on the other side out of it."""
+    """`value` pickled, then each buffer it hands out of band (blocks of lines) written as it is: the bytes are
+    not copied into the pickle, nor on the other side out of it."""
+    _write(stream, _frames(value))
+
+
+def _frames(value: object) -> list[bytes | memoryview]:
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     views = [buffer.raw() for buffer in buffers]
-    stream.write(_FRAME.pack(len(data), len(views)) + b"".join(_LENGTH.pack(view.nbytes) for view in views))
-    stream.write(data)
-    for view in views:
-        stream.write(view)
+    return [_FRAME.pack(len(data), len(views)) + b"".join(_LENGTH.pack(view.nbytes) for view in views), data,
+            *views]
+
+
+def _write(stream: IO[bytes], frames: list[bytes | memoryview]) -> None:
+    for frame in frames:
+        stream.write(frame)
     stream.flush()
 
 
@@ -109,32 +117,50 @@ class Team:
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Any]:
         """Task i goes to worker i % size; replies are read back in task order, at most AHEAD sent ahead per
-        worker, so memory holds a few tasks whatever the input's size. `tasks` is drawn lazily: a task made
-        by a generator sees what the caller did with the replies before it."""
+        worker, so memory holds a few tasks whatever the input's size. `tasks` is drawn (and pickled) here,
+        lazily: a task made by a generator sees what the caller did with the replies before it.
+
+        Each worker's tasks are written by a thread of this process: a task larger than a pipe holds (a block
+        of input lines) would otherwise wait for its worker to read it while that worker waits for this process
+        to read its reply. Written here, in the worker, by a thread of its own, each 64 KB of a task would wait
+        for the worker's busy thread to let go of the interpreter (up to 5 ms a time)."""
         todo = iter(tasks)
+        outboxes = [queue.SimpleQueue() for _ in self.procs]
+        writers = [threading.Thread(target=_post, args=(proc.stdin, outbox), name="worker-tasks", daemon=True)
+                   for proc, outbox in zip(self.procs, outboxes, strict=True)]
+        for thread in writers:
+            thread.start()
         sent = received = 0
         more = True
-        while True:
-            try:
+        try:
+            while True:
                 while more and sent < received + self.size * AHEAD:
                     task = next(todo, None)
                     if task is None:
                         more = False
                         break
-                    send(self.procs[sent % self.size].stdin, task)
+                    outboxes[sent % self.size].put(_frames(task))
                     sent += 1
                 if received == sent:
                     return
-                kind, value = receive(self.procs[received % self.size].stdout)
-            except (EOFError, OSError):  # its pipe closed: it died (killed, out of memory)
-                raise WorkerLost("a worker process ended mid-task") from None
-            received += 1
-            if kind == "error":
-                raise value
-            yield value
+                try:
+                    kind, value = receive(self.procs[received % self.size].stdout)
+                except (EOFError, OSError):  # its pipe closed: it died (killed, out of memory)
+                    raise WorkerLost("a worker process ended mid-task") from None
+                received += 1
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            for outbox in outboxes:
+                outbox.put(None)
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the workers: their pipes closed, they finish and leave; with `kill`, at once (a task of theirs was
+        abandoned, and a thread may still be writing the next one to them)."""
         for proc in self.procs:
+            if kill:
+                proc.kill()
             with contextlib.suppress(OSError):
                 proc.stdin.close()
         for proc in self.procs:
@@ -142,6 +168,17 @@ class Team:
                 proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _post(stream: IO[bytes], outbox: queue.SimpleQueue) -> None:
+    """A writer thread of `Team.map`: each task in `outbox` to the worker's pipe, until None. A worker that died
+    closed its pipe, or the team was stopped: its tasks are dropped (the caller learns of it from the reply that
+    does not come)."""
+    while (frames := outbox.get()) is not None:
+        with contextlib.suppress(OSError, ValueError):  # (ValueError: the pipe was closed here)
+            _write(stream, frames)
 
 
 _TEAM: Team | None = None
@@ -166,12 +203,12 @@ def team(size: int, preload: Iterable[str]) -> Team:
     return _TEAM
 
 
-def discard() -> None:
-    """Stop the workers: after a worker left mid-task (killed, out of memory) or while busy with an abandoned
-    task, the next caller starts new ones."""
+def discard(*, kill: bool = False) -> None:
+    """Stop the workers; the next caller starts new ones. `kill`: after a task failed or was abandoned (a worker
+    left mid-task, killed or out of memory, or is busy with a task no one will read)."""
     global _TEAM
     if _TEAM is not None:
-        _TEAM.close()
+        _TEAM.close(kill=kill)
         _TEAM = None
 
 

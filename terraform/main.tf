@@ -33,8 +33,8 @@ locals {
   log_scope = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${var.name_prefix}-(submit|poll|collect|reconcile)$\""
 
   # Only variables shared/config.py reads (VERTEX_BASE_URL is for the local cloud only). STUCK_CREATE_SECONDS
-  # is set only when given: unset, the pipeline derives it from the function timeout. COLLECT_WORKERS defaults
-  # to the collect function's vCPUs: an instance may see the host's CPUs rather than its own.
+  # is set only when given: unset, the pipeline derives it from the function timeout. COLLECT_WORKERS and
+  # SUBMIT_WORKERS default to their function's vCPUs: an instance may see the host's CPUs rather than its own.
   settings = {
     GOOGLE_CLOUD_PROJECT      = var.project_id
     GOOGLE_CLOUD_LOCATION     = local.vertex_location
@@ -57,6 +57,7 @@ locals {
     PERMISSION_GRACE_SECONDS  = tostring(var.permission_grace_seconds)
     RECONCILE_BATCH           = tostring(var.reconcile_batch)
     COLLECT_WORKERS           = tostring(var.collect_workers > 0 ? var.collect_workers : tonumber(local.function_sizes["collect"].cpu))
+    SUBMIT_WORKERS            = tostring(var.submit_workers > 0 ? var.submit_workers : tonumber(local.function_sizes["submit"].cpu))
     DEAD_LETTER_SUBSCRIPTIONS = join(",", [for k in sort(keys(local.consumers)) : google_pubsub_subscription.dead_letter[k].id])
   }
   environment = merge(local.settings, var.stuck_create_seconds == null ? {} : {

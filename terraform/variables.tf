@@ -240,6 +240,18 @@ variable "collect_workers" {
   }
 }
 
+variable "submit_workers" {
+  type        = number
+  description = "Worker processes submit uses side by side on a large input of short lines (SUBMIT_WORKERS); 0: one per vCPU given to the submit function (functions.tf)."
+  nullable    = false
+  default     = 0
+
+  validation {
+    condition     = floor(var.submit_workers) == var.submit_workers && var.submit_workers >= 0 && var.submit_workers <= 64
+    error_message = "submit_workers must be a whole number between 0 and 64."
+  }
+}
+
 variable "function_timeout_seconds" {
   type        = number
   description = "Timeout of every function (FUNCTION_TIMEOUT_SECONDS: the pipeline derives its leases from it)."

@@ -1,0 +1,101 @@
+"""Submit's worker processes, for real: an input staged in blocks by two `shared.worker_process` processes writes
+and counts what one pass writes; a worker that dies fails the staging retryably and the next one starts new
+workers; a second staging while the workers are busy runs in its own thread; long lines are validated here."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+
+import orjson
+import pytest
+
+from shared import layout, staging, workers
+from tests.unit.fakes import make_pipeline
+from tests.unit.test_known_shapes import _file
+from tests.unit.test_parallel_staging import _evolving_file
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(staging, "BLOCK_BYTES", 2000)
+    yield
+    workers.discard()
+
+
+def _staged(data: bytes, processes: int, run: str = "r1") -> tuple:
+    p, store, _, _ = make_pipeline(MAX_BYTES_PER_JOB=4096, MAX_ROWS_PER_JOB=90, SUBMIT_WORKERS=processes)
+    generation = store.write_bytes("in-bucket", "incoming/q.jsonl", data)
+    staged = staging.stage(p, run, "in-bucket", "incoming/q.jsonl", generation, len(data))
+    names = [layout.validation_errors_name(run), *(layout.staged_name(run, part) for part in staged.parts)]
+    return staged.total, staged.parts, dict(staged.failed_by_reason), staged.samples, \
+        [store.read_bytes(p.work_bucket, name) for name in names]
+
+
+def _input(seed: int) -> bytes:
+    rnd = random.Random(seed)
+    return _evolving_file(rnd, 1500) + b"\n" + _file(rnd, 500, hostile=0.1)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_two_workers_stage_what_one_pass_stages(seed: int):
+    data = _input(seed)
+    one = _staged(data, 1)
+    assert workers._TEAM is None
+    assert _staged(data, 2) == one
+    team = workers._TEAM
+    assert team is not None and all(proc.poll() is None for proc in team.procs)  # kept for the next input
+    assert _staged(data, 2) == one
+    assert workers._TEAM is team
+
+
+def test_a_worker_that_dies_fails_the_staging_retryably_and_new_workers_take_over(monkeypatch: pytest.MonkeyPatch):
+    data = _input(3)
+    one = _staged(data, 1)
+    real = staging._Direct.block
+
+    def block_then_kill(self, block):
+        real(self, block)
+        for proc in workers._TEAM.procs:
+            os.kill(proc.pid, signal.SIGKILL)
+
+    with monkeypatch.context() as m:
+        m.setattr(staging._Direct, "block", block_then_kill)
+        with pytest.raises(workers.WorkerLost):
+            _staged(data, 2)
+    assert workers._TEAM is None and not workers.team_lock.locked()
+    assert _staged(data, 2) == one
+
+
+def test_a_second_staging_while_the_workers_are_busy_runs_in_its_own_thread(monkeypatch: pytest.MonkeyPatch):
+    data = _input(4)
+    one = _staged(data, 1)
+    inside, leave = threading.Event(), threading.Event()
+    real = staging._Direct.block
+
+    def held(self, block):
+        inside.set()
+        assert leave.wait(30)
+        real(self, block)
+
+    monkeypatch.setattr(staging._Direct, "block", held)
+    got: list = []
+    first = threading.Thread(target=lambda: got.append(_staged(data, 2, "r2")))
+    first.start()
+    assert inside.wait(30) and workers.team_lock.locked()
+    monkeypatch.setattr(staging._Direct, "block", lambda self, block: pytest.fail("the second takes no block"))
+    assert _staged(data, 2) == one  # meanwhile, in one pass
+    monkeypatch.setattr(staging._Direct, "block", real)
+    leave.set()
+    first.join(60)
+    assert got and got[0][0] == one[0] and got[0][2:4] == one[2:4]
+
+
+def test_long_lines_are_validated_here():
+    line = orjson.dumps({"key": "k", "request": {"contents": [{"parts": [{"text": "x" * 3000}]}]}})
+    data = b"\n".join([line] * 200)
+    assert _staged(data, 2) == _staged(data, 1)
+    assert workers._TEAM is None
