@@ -6,8 +6,9 @@
    (`bench/measure.py`), so each peak RSS is that case's alone (with collect's worker processes counted). Collect
    runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1), and both again on short lines
    (200,000 rows of ~900-byte predictions, the end-to-end run's shape), for their memory: what collect holds
-   goes with a part's rows as much as with its bytes. Validate runs again on those rows' ~300-byte requests,
-   where what a line costs whatever its length weighs more than its bytes.
+   goes with a part's rows as much as with its bytes. Validate runs with its workers (one per CPU; they take
+   an input of short lines only) and on one core (SUBMIT_WORKERS=1), and both again on those rows' ~300-byte
+   requests, where what a line costs whatever its length weighs more than its bytes.
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
@@ -48,7 +49,7 @@ OURS = "ours"
 TARGETS = (
     ("collect", "postprocess", "parse-only", 1.5), ("collect", "postprocess", "duckdb", 3.0),
     ("collect", "postprocess", "jq", 10.0), ("collect", "postprocess-1", "parse-only", 1.5),
-    ("validate", "validate", "parse-only", 1.0),
+    ("validate", "validate", "parse-only", 1.0), ("validate", "validate-1", "parse-only", 1.0),
 )
 RSS_LIMIT_MB = 256
 SHORT = "collect, short lines"
@@ -58,6 +59,7 @@ LABELS = {
     "postprocess": "batchctl postprocess (results, errors, report)",
     "postprocess-1": "batchctl postprocess, one core (COLLECT_WORKERS=1)",
     "validate": "batchctl validate (validated and staged)",
+    "validate-1": "batchctl validate, one core (SUBMIT_WORKERS=1)",
     "parse-only": "parse-only: orjson.loads per line",
     "duckdb": "DuckDB: read_ndjson, COPY split by status",
     "jq": "jq -c 'select(.status==\"\")'",
@@ -140,8 +142,8 @@ def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
             for case in ("postprocess", "postprocess-1", "parse-only", "duckdb", "jq", "cat")]
     plan += [(SHORT, case, files["short-predictions"], ("--staged", str(files["short-staged"])))
              for case in ("postprocess", "postprocess-1")]
-    plan += [("validate", case, files["input"], ()) for case in ("validate", "parse-only")]
-    plan += [(SHORT_VALIDATE, case, files["short-input"], ()) for case in ("validate", "parse-only")]
+    plan += [("validate", case, files["input"], ()) for case in ("validate", "validate-1", "parse-only")]
+    plan += [(SHORT_VALIDATE, case, files["short-input"], ()) for case in ("validate", "validate-1", "parse-only")]
     for what, case, source, extra in plan:
         got = _measure(case, source, work / "case", repeat, *extra)
         mb = source.stat().st_size / 1e6
@@ -163,7 +165,7 @@ def ratios(rows: list[dict]) -> list[dict]:
         out.append({"path": what, "ours": ours, "baseline": base, "x": x, "target": target,
                     "met": None if x is None else x >= target})
     for r in rows:
-        if r["case"] in ("postprocess", "postprocess-1", "validate") and r["peak_rss_mb"] is not None:
+        if r["case"] in ("postprocess", "postprocess-1", "validate", "validate-1") and r["peak_rss_mb"] is not None:
             out.append({"path": r["path"], "ours": r["case"], "baseline": "peak RSS MB", "x": r["peak_rss_mb"],
                         "target": RSS_LIMIT_MB, "met": r["peak_rss_mb"] <= RSS_LIMIT_MB})
     return out

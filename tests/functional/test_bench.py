@@ -48,9 +48,11 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
     for case in ("postprocess", "postprocess-1"):  # short lines: 300 rows at this scale
         assert cases[("collect, short lines", case)]["note"].endswith("failed"), cases
         assert cases[("collect, short lines", case)]["peak_rss_mb"] > 0
-    assert cases[("validate, short lines", "validate")]["note"].startswith("300 valid"), cases
+    for case in ("validate", "validate-1"):
+        assert cases[("validate, short lines", case)]["note"].startswith("300 valid"), cases
+        assert cases[("validate", case)]["peak_rss_mb"] > 0
     assert cases[("validate, short lines", "parse-only")]["seconds"] is not None
-    assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 6
+    assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 8
     assert "| check |" in done.stdout
     storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
     assert storage[("collect", "raw download")]["seconds"] > 0
