@@ -229,10 +229,10 @@ class Block:
                         self.samples, self.added, self.schema_bound, self.validator)
 
 
-def _block(staged: Any, *rest: Any) -> Block:
-    errors = rest[2]
-    return Block(bytearray(staged) if not isinstance(staged, bytearray) else staged, rest[0], rest[1],
-                 bytearray(errors) if not isinstance(errors, bytearray) else errors, *rest[3:])
+def _block(staged: Any, rows: array, lengths: array, errors: Any, *rest: Any) -> Block:
+    """A Block unpickled: its lines as the buffers they came back in, or copied into bytearrays."""
+    return Block(staged if isinstance(staged, bytearray) else bytearray(staged), rows, lengths,
+                 errors if isinstance(errors, bytearray) else bytearray(errors), *rest)
 
 
 def _reject(sink: Any, row: int, reason: str, message: str, *, request: Any = None, line: str | None = None,
