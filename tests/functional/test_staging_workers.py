@@ -13,6 +13,9 @@ import orjson
 import pytest
 
 from shared import layout, staging, workers
+from shared.config import Config
+from shared.pipeline import Pipeline
+from shared.storage.gcs import GcsStore
 from tests.unit.fakes import make_pipeline
 from tests.unit.test_known_shapes import _file
 from tests.unit.test_parallel_staging import _evolving_file
@@ -50,6 +53,25 @@ def test_two_workers_stage_what_one_pass_stages(seed: int):
     assert team is not None and all(proc.poll() is None for proc in team.procs)  # kept for the next input
     assert _staged(data, 2) == one
     assert workers._TEAM is team
+
+
+def test_two_workers_stage_from_and_to_the_local_cloud_storage_what_one_pass_stages(storage_client, bucket):
+    data = _input(5)
+    p, _, vertex, publisher = make_pipeline()
+    store = GcsStore(storage_client)
+    generation = store.write_bytes(bucket.name, "incoming/q.jsonl", data)
+
+    def staged(processes: int, run: str) -> tuple:
+        config = Config.from_env({"GOOGLE_CLOUD_PROJECT": "p", "INPUT_BUCKET": bucket.name,
+                                  "OUTPUT_BUCKET": bucket.name, "MAX_ROWS_PER_JOB": "90",
+                                  "SUBMIT_WORKERS": str(processes)})
+        here = Pipeline(config, store, vertex, publisher)
+        got = staging.stage(here, run, bucket.name, "incoming/q.jsonl", generation, len(data))
+        names = [layout.validation_errors_name(run), *(layout.staged_name(run, part) for part in got.parts)]
+        return got.total, got.failed_by_reason, got.samples, [store.read_bytes(bucket.name, n) for n in names]
+
+    one = staged(1, "r1")
+    assert staged(2, "r2") == one and workers._TEAM is not None
 
 
 def test_a_worker_that_dies_fails_the_staging_retryably_and_new_workers_take_over(monkeypatch: pytest.MonkeyPatch):

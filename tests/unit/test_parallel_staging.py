@@ -199,3 +199,27 @@ def test_a_validator_crosses_the_pipe_and_compares_types_as_the_one_it_came_from
     assert got.added() == [("request.w", None)] and got.changes == v.changes + 1
     assert v.holds([("request.x.z", None), ("request.x.y", "number")]) and not v.holds(got.added())
     assert not v.holds([("request.x.y", "string")])
+
+
+def test_submit_hands_the_uploads_size_on_and_a_run_staged_in_blocks_accounts_for_every_row(
+        monkeypatch: pytest.MonkeyPatch):
+    from shared import submit
+    from shared.events import StorageObjectEvent
+    from tests.unit.flows import assert_accounting, settle
+
+    team = _Team(4)
+    monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 1000)
+    monkeypatch.setattr(staging, "SHORT_LINE_BYTES", 1 << 30)
+    monkeypatch.setattr(staging, "BLOCK_BYTES", 500)
+    monkeypatch.setattr(workers, "team", lambda size, preload: team)
+    p, store, vertex, publisher = make_pipeline(MAX_ROWS_PER_JOB=40, SUBMIT_WORKERS=2)
+    body = _evolving_file(random.Random(3), 150)
+    generation = store.put("in-bucket", "incoming/blocks.jsonl", body)
+    event = StorageObjectEvent(bucket="in-bucket", name="incoming/blocks.jsonl", generation=generation,
+                               size=len(body))
+    assert submit.handle_upload(p, event) == "staged"
+    assert team.tasks > 10
+    settle(p, vertex, publisher)
+    rows = [row for row, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+    report = assert_accounting(store, "blocks", rows)
+    assert report["rows"]["total"] == len(rows)
