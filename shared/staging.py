@@ -39,6 +39,7 @@ from shared.rowsums import RowSums
 from shared.validation import Accepted, LineValidator, Rejected
 
 _WRITE_BATCH = 1 << 20
+_SAMPLES = 5  # rejection messages kept for the log
 BLOCK_BYTES = 2 * 1024 * 1024  # of input lines per block (4 MB: peak RSS ~170 MB against ~120, no faster)
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # a smaller input is validated here: starting workers would cost more
 # Workers validate an input whose first megabyte has lines of this many bytes or fewer, on average. Per line,
@@ -174,7 +175,7 @@ class _Direct:
         staged = self._staged
         staged.total += len(block.rows) + sum(block.by_reason.values())
         staged.failed_by_reason.update(block.by_reason)
-        staged.samples += block.samples[:5 - len(staged.samples)]
+        staged.samples += block.samples[:max(0, _SAMPLES - len(staged.samples))]
         if block.errors:
             self._errors.write(block.errors)
         if block.rows:
@@ -190,7 +191,7 @@ class _Direct:
 def _count_rejected(staged: Staged, reason: str, message: str) -> None:
     staged.total += 1
     staged.failed_by_reason[reason] += 1
-    if len(staged.samples) < 5:
+    if len(staged.samples) < _SAMPLES:
         staged.samples.append(message)
 
 
@@ -199,10 +200,10 @@ class Block:
     """What a worker made of a block of lines: its staged lines (one after another, with their rows and
     lengths), its error lines, and what its accepted lines added to the schema it was sent with."""
 
-    staged: bytearray = field(default_factory=bytearray)
+    staged: bytearray | bytes = field(default_factory=bytearray)
     rows: array = field(default_factory=lambda: array("q"))
     lengths: array = field(default_factory=lambda: array("q"))
-    errors: bytearray = field(default_factory=bytearray)
+    errors: bytearray | bytes = field(default_factory=bytearray)
     by_reason: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
     added: list[tuple[str, str | None]] = field(default_factory=list)
@@ -217,22 +218,21 @@ class Block:
     def rejected(self, line: bytes, reason: str, message: str) -> None:
         self.errors += line
         self.by_reason[reason] += 1
-        if len(self.samples) < 5:
+        if len(self.samples) < _SAMPLES:
             self.samples.append(message)
         if reason in _SCHEMA_BOUND:
             self.schema_bound = True
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        # The staged and error lines go out of band when the pickler takes buffers (`workers.send`).
-        wrap = pickle.PickleBuffer if protocol >= 5 else bytes
-        return _block, (wrap(self.staged), self.rows, self.lengths, wrap(self.errors), self.by_reason,
-                        self.samples, self.added, self.schema_bound, self.validator)
+        # The staged lines go out of band when the pickler takes buffers (`workers.send`); the error lines are few.
+        return _block, (pickle.PickleBuffer(self.staged) if protocol >= 5 else bytes(self.staged), self.rows,
+                        self.lengths, bytes(self.errors), self.by_reason, self.samples, self.added,
+                        self.schema_bound, self.validator)
 
 
-def _block(staged: Any, rows: array, lengths: array, errors: Any, *rest: Any) -> Block:
-    """A Block unpickled: its lines as the buffers they came back in, or copied into bytearrays."""
-    return Block(staged if isinstance(staged, bytearray) else bytearray(staged), rows, lengths,
-                 errors if isinstance(errors, bytearray) else bytearray(errors), *rest)
+def _block(staged: Any, *rest: Any) -> Block:
+    """A Block unpickled: its lines in the buffers they came back in (bytes), as they are."""
+    return Block(staged if isinstance(staged, bytes | bytearray) else bytes(staged), *rest)
 
 
 def _reject(sink: Any, row: int, reason: str, message: str, *, request: Any = None, line: str | None = None,

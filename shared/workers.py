@@ -64,17 +64,8 @@ def receive(stream: IO[bytes]) -> object:
     size, count = _FRAME.unpack(_read(stream, _FRAME.size))
     sizes = [_LENGTH.unpack(_read(stream, _LENGTH.size))[0] for _ in range(count)]
     data = _read(stream, size)
-    buffers = []
-    for n in sizes:
-        buffer = bytearray(n)
-        view, got = memoryview(buffer), 0
-        while got < n:
-            step = stream.readinto(view[got:])
-            if not step:
-                raise EOFError
-            got += step
-        buffers.append(buffer)
-    return pickle.loads(data, buffers=buffers)
+    # Each buffer read whole into a bytes object of its size (one copy from the pipe, no zero-fill first).
+    return pickle.loads(data, buffers=[_read(stream, n) for n in sizes])
 
 
 def _read(stream: IO[bytes], size: int) -> bytes:
