@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         files = prepare(work, args.mb)
         rows = run_cases(files, work, args.repeat)
         storage = None if args.no_storage else through_storage.run(files["predictions"], files["staged"],
-                                                                   files["input"], args.repeat)
+                                                                   files["input"], args.repeat,
+                                                                   files["short-input"])
     checks = ratios(rows)
     poll_jobs = [int(n) for n in args.poll_jobs.split(",") if n.strip()]
     ticks = poll.run(poll_jobs) if poll_jobs else None

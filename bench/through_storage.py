@@ -10,9 +10,11 @@ download or buffer):
   that writes about what it reads pays this storage, before any work on the lines): not a target, a yardstick;
 * collect: `collect.handle_job_finished` of one part whose job output is the predictions object, through to
   the run's results, errors and report (the compose runs in the storage, as in the cloud);
-* validate: `staging.stage` of the input object, staged parts written back.
+* validate: `staging.stage` of the input object (given its size, as submit gives it), staged parts
+  written back; with `--short-input`, that input of short lines too, which submit validates with worker
+  processes, with them and on one core.
 
-    python -m bench.through_storage --predictions P --staged S --input I [--repeat 2]
+    python -m bench.through_storage --predictions P --staged S --input I [--short-input I2] [--repeat 2]
 
 `python -m bench` makes the three files and runs this with them.
 """
@@ -104,22 +106,29 @@ def _collect(client, store, run: str, staged: Path, predictions: Path, env: dict
     return seconds, f"{report['succeeded']} succeeded, {report['failed']} failed"
 
 
-def _validate(store, run: str, name: str) -> tuple[float, str]:
+def _validate(store, run: str, name: str, env: dict[str, str]) -> tuple[float, str]:
     from shared import staging
 
-    p = _pipeline(store, {})
-    generation = int(store.object_info(BUCKET, name)["generation"])
+    p = _pipeline(store, env)
+    info = store.object_info(BUCKET, name)
     start = time.perf_counter()
-    staged = staging.stage(p, run, BUCKET, name, generation)
+    # With the object's size, as submit calls it: an input of short lines is then validated by worker processes.
+    staged = staging.stage(p, run, BUCKET, name, int(info["generation"]), size=int(info["size"]))
     return time.perf_counter() - start, f"{staged.total - staged.failed} valid, {len(staged.parts)} parts"
 
 
-def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[dict]:
+SHORT = "validate, short lines"
+
+
+def run(predictions: Path, staged: Path, source: Path, repeat: int = 2, short_source: Path | None = None) \
+        -> list[dict]:
     """Rows: (path, case, MB, seconds, MB/s, note), each the best of `repeat`; collect with its workers and on
-    one core."""
+    one core; validate as submit runs it, and with `short_source` (an input of short lines, which submit hands
+    to its workers) that input too, with its workers and on one core."""
     with limited_storage(BUCKET) as (client, store, _):
         _upload(store, "incoming/input.jsonl", source)
         _upload(store, "raw/predictions.jsonl", predictions)
+        sources = {"collect": predictions, "validate": source}
         cases = {
             ("collect", "raw download"): lambda n: (_raw(store, "raw/predictions.jsonl"), None),
             ("collect", "raw copy"): lambda n: (_copy(store, "raw/predictions.jsonl", n), None),
@@ -128,13 +137,23 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2) -> list[
                                                                     {"COLLECT_WORKERS": "1"}),
             ("validate", "raw download"): lambda n: (_raw(store, "incoming/input.jsonl"), None),
             ("validate", "raw copy"): lambda n: (_copy(store, "incoming/input.jsonl", n), None),
-            ("validate", "validate"): lambda n: _validate(store, f"v{n}", "incoming/input.jsonl"),
+            ("validate", "validate"): lambda n: _validate(store, f"v{n}", "incoming/input.jsonl", {}),
         }
+        if short_source is not None:
+            _upload(store, "incoming/short.jsonl", short_source)
+            sources[SHORT] = short_source
+            cases.update({
+                (SHORT, "raw download"): lambda n: (_raw(store, "incoming/short.jsonl"), None),
+                (SHORT, "raw copy"): lambda n: (_copy(store, "incoming/short.jsonl", n), None),
+                (SHORT, "validate"): lambda n: _validate(store, f"s{n}", "incoming/short.jsonl", {}),
+                (SHORT, "validate, one core"): lambda n: _validate(store, f"t{n}", "incoming/short.jsonl",
+                                                                   {"SUBMIT_WORKERS": "1"}),
+            })
         rows = []
         for (path, case), fn in cases.items():
             with contextlib.redirect_stdout(io.StringIO()):  # the pipeline's log lines
                 best = min((fn(n) for n in range(repeat)), key=lambda got: got[0])
-            mb = (predictions if path == "collect" else source).stat().st_size / 1e6
+            mb = sources[path].stat().st_size / 1e6
             rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(best[0], 3),
                          "mb_per_s": round(mb / best[0], 1), "note": best[1]})
         return rows
@@ -164,10 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--staged", type=Path, required=True)
     parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--short-input", type=Path, help="an input of short lines, validated too")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
     os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    rows = run(args.predictions, args.staged, args.input, args.repeat)
+    rows = run(args.predictions, args.staged, args.input, args.repeat, args.short_input)
     print(json.dumps({"results": rows, "checks": ratios(rows)}, indent=2))
 
 

@@ -60,7 +60,9 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
     baselines = {(c["path"], c["baseline"]) for c in doc["throughStorage"]["checks"]}
     assert ("validate", "raw copy through the storage") in baselines
     assert "succeeded" in storage[("collect", "postprocess")]["note"]
-    assert {c["path"] for c in doc["throughStorage"]["checks"]} == {"collect", "validate"}
+    for case in ("validate", "validate, one core"):
+        assert storage[("validate, short lines", case)]["note"].startswith("300 valid"), storage
+    assert {c["path"] for c in doc["throughStorage"]["checks"]} == {"collect", "validate", "validate, short lines"}
     assert [r["jobs"] for r in doc["poll"]] == [3] and doc["poll"][0]["vertex_calls"] >= 1
     assert doc["endToEnd"] is None
 
