@@ -26,7 +26,7 @@ from shared import joining, prediction_lines
 from shared import workers as workers_
 from shared.lines import READ_SIZE, Prefixed, TooLong, iter_lines
 from shared.rowsums import RowSums
-from shared.storage.base import ObjectStore
+from shared.storage.base import ObjectStore, StoreOpener
 from shared.workers import discard, team_lock
 
 __all__ = ["PIECE_BYTES", "PARALLEL_MIN_BYTES", "Harvest", "Piece", "RowSet", "Span", "harvest_lines", "pieces",
@@ -275,9 +275,6 @@ class Harvest:
 
 # --- running pieces --------------------------------------------------------------------------------------------
 
-Opener = Callable[[], ObjectStore]
-
-
 def _read_piece(store: ObjectStore, bucket: str, span: Span, attempt: int) -> Piece:
     # The span, its first byte's predecessor and a little of the line that runs past its end.
     with store.open_read(bucket, span.name, start=max(span.start - 1, 0),
@@ -285,10 +282,10 @@ def _read_piece(store: ObjectStore, bucket: str, span: Span, attempt: int) -> Pi
         return harvest_lines(span_lines(stream, span), attempt, span.name)
 
 
-_worker_stores: dict[Opener, ObjectStore] = {}
+_worker_stores: dict[StoreOpener, ObjectStore] = {}
 
 
-def _in_worker(opener: Opener, bucket: str, span: Span, attempt: int) -> Piece:
+def _in_worker(opener: StoreOpener, bucket: str, span: Span, attempt: int) -> Piece:
     store = _worker_stores.get(opener)
     if store is None:  # one store (one storage client) per worker process, kept for its later pieces
         store = _worker_stores[opener] = opener()
@@ -327,13 +324,13 @@ def prepare(store: ObjectStore, workers: int, size: int) -> None:
             team_lock.release()
 
 
-def _parallel_opener(store: ObjectStore, workers: int, size: int) -> Opener | None:
+def _parallel_opener(store: ObjectStore, workers: int, size: int) -> StoreOpener | None:
     """How workers open `store`, when `size` bytes of output go to that many of them; None: here."""
     if workers < 2 or size < PARALLEL_MIN_BYTES:
         return None
     return store.opener()
 
 
-def _team(workers: int, opener: Opener) -> workers_.Team:
+def _team(workers: int, opener: StoreOpener) -> workers_.Team:
     """The instance's workers, with this module and the storage adapter `opener` makes loaded."""
-    return workers_.team(workers, (__name__, getattr(opener, "func", opener).__module__))
+    return workers_.team(workers, (__name__, opener.factory.__module__))

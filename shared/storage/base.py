@@ -27,6 +27,20 @@ class Versioned:
     generation: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoreOpener:
+    """Opens a store in another process: a module-level factory and its (hashable) arguments, picklable, and
+    equal to its unpickled copies. A worker keeps one store per opener for all its tasks (`shared/harvest.py`),
+    and each task brings its own copy: an opener equal only to itself (a functools.partial) made every task
+    open a new storage client, with a new connection, and keep it for the worker's life."""
+
+    factory: Callable[..., ObjectStore]
+    args: tuple = ()
+
+    def __call__(self) -> ObjectStore:
+        return self.factory(*self.args)
+
+
 class ObjectStore(Protocol):
     """What the pipeline needs from Cloud Storage, and nothing more."""
 
@@ -57,9 +71,9 @@ class ObjectStore(Protocol):
         ObjectMissing. `length`: about how many bytes the caller will read (a hint: nothing is fetched ahead
         past it, and reading on still works)."""
 
-    def opener(self) -> Callable[[], ObjectStore] | None:
-        """A picklable callable that opens this same storage in another process (a worker), or None when
-        the storage lives only in this one."""
+    def opener(self) -> StoreOpener | None:
+        """How another process (a worker) opens this same storage, or None when the storage lives only in
+        this one."""
 
     def open_write(self, bucket: str, name: str,
                    content_type: str = "application/x-ndjson") -> AbstractContextManager[IO[bytes]]:

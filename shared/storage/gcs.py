@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -18,7 +17,7 @@ from google.cloud.storage._media.requests import _request_helpers as _media_help
 
 from shared.errors import TransientError
 from shared.storage._overlap import ReadAhead, WriteBehind
-from shared.storage.base import Listed, ObjectMissing, Versioned, dumps, index_of
+from shared.storage.base import Listed, ObjectMissing, StoreOpener, Versioned, dumps, index_of
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
 _CHUNK = 8 * 1024 * 1024
@@ -127,8 +126,8 @@ class GcsStore:
         with raw, ahead:
             yield reader
 
-    def opener(self) -> Callable[[], GcsStore]:
-        return functools.partial(_store_for, self._client.project, self._client.api_endpoint)
+    def opener(self) -> StoreOpener:
+        return StoreOpener(_store_for, (self._client.project, self._client.api_endpoint))
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:

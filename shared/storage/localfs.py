@@ -12,29 +12,28 @@ processes). Custom metadata is not kept (`object_info` and listings show none).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from shared.storage.base import Listed, ObjectMissing, Versioned, dumps
+from shared.storage.base import Listed, ObjectMissing, StoreOpener, Versioned, dumps
 
 _TMP = ".gbp-tmp-"
 _CHUNK = 8 * 1024 * 1024
 
 
 class LocalFsStore:
-    def __init__(self, root: Path, buckets: Mapping[str, Path] | None = None) -> None:
+    def __init__(self, root: Path, buckets: Mapping[str, Path] | Iterable[tuple[str, Path]] | None = None) -> None:
         self._root = Path(root)
-        self._buckets = {name: Path(path) for name, path in (buckets or {}).items()}
+        self._buckets = {name: Path(path) for name, path in dict(buckets or {}).items()}
         self._lock = threading.RLock()
         self._last = 0
 
@@ -124,8 +123,8 @@ class LocalFsStore:
                 f.seek(start)
             yield f
 
-    def opener(self) -> Callable[[], LocalFsStore]:
-        return functools.partial(type(self), self._root, self._buckets)
+    def opener(self) -> StoreOpener:
+        return StoreOpener(type(self), (self._root, tuple(self._buckets.items())))
 
     @contextmanager
     def open_write(self, bucket: str, name: str, content_type: str = "application/x-ndjson") -> Iterator[IO[bytes]]:
