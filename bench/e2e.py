@@ -324,6 +324,8 @@ def run(rows: int = TARGET_ROWS, *, rows_per_job: int | None = None, tick_second
         "cpu": {name: round(seconds, 2) for name, seconds in sorted(cpu_total.items())},
         "phase_cpu": {phase: {name: round(seconds, 2) for name, seconds in sorted(by.items()) if seconds >= 0.005}
                       for phase, by in cpu.items()},
+        "staging": {"seconds": staged.get("seconds"), "read": staged.get("readSeconds"),
+                    "write": staged.get("writeSeconds")} if staged else {},
         "bytes": {"input": size, **sizes}, "storage_429": refused,
         "settings": {"rows_per_job": rows_per_job, "tick_seconds": tick_seconds, "vertex_latency": vertex_latency,
                      "function_env": dict(function_env or {})},
@@ -353,6 +355,10 @@ def render(results: list[dict]) -> str:
     lines = [f"{r0['rows']:,} rows ({r0['MB']} MB), {r0['jobs']} Vertex job(s), from upload to report:", "",
              text_table(table, left=(0, len(header) - 1)), ""]
     lines += [f"  {name:<15} {what}" for name, what in PHASES]
+    lines += ["", "validate+stage is one streaming pass; submit's own timing of it (`run.staged`), in seconds:",
+              text_table([("run", "pass", "waiting for the input", "validating and splitting",
+                           "waiting for the staged files to be written")]
+                         + [_staging_row(i, r["staging"]) for i, r in enumerate(results, 1)], left=(0,))]
     for i, r in enumerate(results, 1):
         jobs = [("part", "rows", "created by", "created", "started", "ended", "noticed", "collected")]
         for part, t in r["parts"].items():
@@ -375,6 +381,13 @@ def render(results: list[dict]) -> str:
               "writes refused for the rate of one a second per object (429, retried): "
               + ", ".join(str(r["storage_429"]) for r in results)]
     return "\n".join(lines)
+
+
+def _staging_row(run: int, staging: dict) -> tuple[str, ...]:
+    total, read, write = (staging.get(k) for k in ("seconds", "read", "write"))
+    if total is None or read is None or write is None:
+        return (str(run), "-", "-", "-", "-")
+    return (str(run), f"{total:.2f}", f"{read:.2f}", f"{max(0.0, total - read - write):.2f}", f"{write:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ EVENTS: dict[str, str] = {
     "run.received": "an upload became a run (or a redelivery resumed one still staging)",
     "run.ignored": "an object that is not an input (wrong prefix, folder placeholder, another event type)",
     "run.duplicate": "a replayed or concurrent event for a run that already moved on",
-    "run.staged": "validation and staging finished; rows staged in parts",
+    "run.staged": "validation and staging finished; rows staged in parts, the seconds it took and waited on storage",
     "run.superseded": "a newer generation of the same input owns the outputs, or this one vanished",
     "run.renamed": "the input's name is too long for its output names; outputs use a shortened name",
     "run.finished": "the report is written and run-finished announced",

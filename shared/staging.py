@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
@@ -65,6 +66,12 @@ class Staged:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)  # the first few rejection messages, for the log
+    # Where the pass's time went: all of it, and how much of it was spent waiting for the storage to give the
+    # input's bytes (`read_seconds`) or to take the part files and the errors file (`write_seconds`). The rest
+    # is validating (with the workers, if any) and splitting.
+    seconds: float = 0.0
+    read_seconds: float = 0.0
+    write_seconds: float = 0.0
 
     @property
     def failed(self) -> int:
@@ -74,12 +81,43 @@ class Staged:
         return {"failed": self.failed, "byReason": dict(sorted(self.failed_by_reason.items()))}
 
 
+class _Timed:
+    """A stream whose reads, writes and close are timed: `seconds` spent waiting in them (for the storage)."""
+
+    __slots__ = ("_stream", "seconds")
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.seconds = 0.0
+
+    def read(self, size: int = -1) -> bytes:
+        start = time.perf_counter()
+        try:
+            return self._stream.read(size)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        start = time.perf_counter()
+        try:
+            return self._stream.write(data)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._stream.close()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 class _Parts:
     """Rolls staged lines over into a new part file whenever the next line would break a limit."""
 
     def __init__(self, p: Pipeline, run: str, stack: ExitStack, staged: Staged) -> None:
         self._p, self._run, self._stack, self._staged = p, run, stack, staged
-        self._writer: IO[bytes] | None = None
+        self._writer: _Timed | None = None
         # Lines go to the writer in batches of about _WRITE_BATCH bytes: a write call per ~4 KB line took ~4 us,
         # about a tenth of validating it (cProfile of `batchctl validate` on the `python -m bench --mb 100` input).
         # Only when the bytes reach the writer changes; the object still appears when the writer closes. One
@@ -132,8 +170,8 @@ class _Parts:
         self.close()
         self._chunk += 1
         part = layout.part_id(self._chunk, 1)
-        self._writer = self._stack.enter_context(
-            self._p.store.open_write(self._p.work_bucket, layout.staged_name(self._run, part)))
+        self._writer = _Timed(self._stack.enter_context(
+            self._p.store.open_write(self._p.work_bucket, layout.staged_name(self._run, part))))
         self._rows = self._bytes = 0
         self._first = self._last = 0
         self._sums = RowSums()
@@ -147,6 +185,7 @@ class _Parts:
             if self._pending:
                 self._flush()
             self._writer.close()  # finish the upload now; ExitStack closing it again is harmless
+            self._staged.write_seconds += self._writer.seconds
             part = layout.part_id(self._chunk, 1)
             self._staged.parts[part] = runstate.new_part(self._chunk, 1, self._rows, self._bytes,
                                                          since=self._p.clock(), first_row=self._first,
@@ -302,14 +341,15 @@ def _numbered(first: int, data: bytes | bytearray) -> Iterator[tuple[int, bytes]
 def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: int | None = None) -> Staged:
     """Stream gs://bucket/name#generation once. Raises ObjectMissing if that generation is gone. `size`: the
     object's, when known (a large input is validated by worker processes)."""
+    started = time.perf_counter()
     staged = Staged()
     validator = LineValidator()
     processes = p.config.submit_workers or workers.available_cpus()
     with ExitStack() as stack:
-        errors = stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run)))
+        errors = _Timed(stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run))))
         parts = _Parts(p, run, stack, staged)
         sink = _Direct(p, staged, parts, errors)
-        source = stack.enter_context(p.store.open_read(bucket, name, generation))
+        source = reading = _Timed(stack.enter_context(p.store.open_read(bucket, name, generation)))
         max_bytes = p.config.max_bytes_per_job
         team = None
         if processes >= 2 and size is not None and size >= PARALLEL_MIN_BYTES:
@@ -330,6 +370,11 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
                 workers.discard(kill=True)  # a worker left mid-task, or is busy with a block no one will read
                 raise
         parts.close()
+        closing = time.perf_counter()
+    # (Leaving the block finished the errors file's upload.)
+    staged.write_seconds += errors.seconds + time.perf_counter() - closing
+    staged.read_seconds = reading.seconds
+    staged.seconds = time.perf_counter() - started
     return staged
 
 

@@ -102,8 +102,11 @@ def handle_upload(p: Pipeline, obj: StorageObjectEvent) -> str:
                   run=run, input=obj.uri, stage="validation", failed=staged.failed,
                   byReason=dict(staged.failed_by_reason), examples=staged.samples)
     log.info("run.staged", f"run {run}: {staged.total} rows, {staged.total - staged.failed} staged in "
-             f"{len(staged.parts)} part(s)", run=run, input=obj.uri, rows=staged.total,
-             failed=staged.failed, parts=len(staged.parts))
+             f"{len(staged.parts)} part(s) in {staged.seconds:.2f} s ({staged.read_seconds:.2f} s of it waiting "
+             f"for the input's bytes, {staged.write_seconds:.2f} s for the staged files to be written)", run=run,
+             input=obj.uri, rows=staged.total, failed=staged.failed, parts=len(staged.parts),
+             seconds=round(staged.seconds, 3), readSeconds=round(staged.read_seconds, 3),
+             writeSeconds=round(staged.write_seconds, 3))
     p.checkpoint("submit.staged")
     resume(p, new)
     return "staged"

@@ -26,7 +26,11 @@ def test_the_end_to_end_bench_splits_a_two_part_run_into_phases_that_add_up(tmp_
         assert part["created"] <= part["started"] <= part["ended"] <= part["noticed"] <= part["collected"]
     assert {"submit", "collect", "vertex", "gcs"} <= result["cpu"].keys()
     assert result["bytes"]["input"] > 0 and result["bytes"]["results"] > 0
+    staging = result["staging"]  # submit's own timing of its pass, within the phase the log lines bound
+    assert 0 <= staging["read"] + staging["write"] <= staging["seconds"] + 0.002
+    assert staging["seconds"] <= result["phases"]["validate+stage"] + 0.01
     table = capsys.readouterr().out
+    assert "waiting for the staged files to be written" in table
     for name, _ in e2e.PHASES:
         assert f"\n{name} " in table
     assert "p0002-a1" in table and "CPU seconds" in table

@@ -205,6 +205,7 @@ def test_every_log_line_is_one_structured_json_object_with_labels_and_counts(cap
     assert received["severity"] == "INFO" and received["generation"] == str(event.generation)
     staged = with_input(one("run.staged"))
     assert (staged["rows"], staged["failed"], staged["parts"]) == (6, 1, 3)
+    assert staged["seconds"] >= staged["readSeconds"] + staged["writeSeconds"] - 0.002 >= -0.002  # (rounded)
 
     failed = [with_input(e) for e in events(entries, "rows.failed")]
     assert all(e["severity"] == "ERROR" for e in failed)
