@@ -133,6 +133,14 @@ def part_timings(found: list[dict], jobs: Sequence[Mapping]) -> dict[str, dict]:
     return parts
 
 
+def collect_timings(found: list[dict]) -> dict[str, dict]:
+    """part -> collect's own timing of it (`part.collected`): seconds in all, its two passes, and the seconds
+    of them spent waiting for the part's files to be written."""
+    keys = {"seconds": "seconds", "pass1": "pass1Seconds", "pass2": "pass2Seconds", "write": "writeSeconds"}
+    return {e["part"]: {k: e.get(field) for k, field in keys.items()}
+            for e in found if e.get("event") == "part.collected" and "part" in e}
+
+
 def _chain(parts: dict[str, dict]) -> list[str]:
     """The parts on the way to the report: the one collected last, preceded by its chunk's earlier attempts
     (none when no row was sent to Vertex)."""
@@ -326,6 +334,7 @@ def run(rows: int = TARGET_ROWS, *, rows_per_job: int | None = None, tick_second
                       for phase, by in cpu.items()},
         "staging": {"seconds": staged.get("seconds"), "read": staged.get("readSeconds"),
                     "write": staged.get("writeSeconds")} if staged else {},
+        "collects": collect_timings(found),
         "bytes": {"input": size, **sizes}, "storage_429": refused,
         "settings": {"rows_per_job": rows_per_job, "tick_seconds": tick_seconds, "vertex_latency": vertex_latency,
                      "function_env": dict(function_env or {})},
@@ -359,6 +368,13 @@ def render(results: list[dict]) -> str:
               text_table([("run", "pass", "waiting for the input", "validating and splitting",
                            "waiting for the staged files to be written")]
                          + [_staging_row(i, r["staging"]) for i, r in enumerate(results, 1)], left=(0,))]
+    collects = [("run", "part", "collect", "pass 1", "pass 2", "waiting for the part's files to be written")]
+    for i, r in enumerate(results, 1):
+        for part, t in sorted(r["collects"].items()):
+            collects.append((str(i), part, *(f"{t[k]:.2f}" if t[k] is not None else "-"
+                                             for k in ("seconds", "pass1", "pass2", "write"))))
+    lines += ["", "collect's own timing of each part (`part.collected`), in seconds, from its start to its log line:",
+              text_table(collects, left=(0, 1))]
     for i, r in enumerate(results, 1):
         jobs = [("part", "rows", "created by", "created", "started", "ended", "noticed", "collected")]
         for part, t in r["parts"].items():

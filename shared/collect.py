@@ -12,6 +12,7 @@ All outputs are written under names derived from (run, part): a replayed event r
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from shared.progress import resume
 from shared.rowsums import RowSums
 from shared.storage import change_json
 from shared.storage.base import ObjectMissing
+from shared.timed import Timed
 
 _PAGE = 1000  # names per listing call
 
@@ -80,6 +82,7 @@ def _job_failure(msg: JobFinished) -> joining.Failure:
 
 def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     """Returns "collected", "duplicate" or "unknown"."""
+    started = time.perf_counter()
     bucket = p.work_bucket
     found = p.store.read_json(bucket, layout.run_state_name(msg.run))
     if found is None or msg.part not in found.value["parts"]:
@@ -97,10 +100,12 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
     failures: dict[int, joining.Failure] = {}
     retry_part = layout.next_attempt(msg.part)
     with ExitStack() as stack:
-        results = stack.enter_context(p.store.open_write(bucket, layout.part_results_name(msg.run, msg.part)))
+        results = Timed(stack.enter_context(p.store.open_write(bucket, layout.part_results_name(msg.run, msg.part))))
+        harvesting = time.perf_counter()
         seen, sums = _harvest(p, msg, attempt, results, failures, tally)
+        settling = time.perf_counter()
         p.checkpoint("collect.harvesting")  # a crash here leaves the part's files unwritten
-        errors = stack.enter_context(p.store.open_write(bucket, layout.part_errors_name(msg.run, msg.part)))
+        errors = Timed(stack.enter_context(p.store.open_write(bucket, layout.part_errors_name(msg.run, msg.part))))
         retry_sums = RowSums()
         if failures or not sums.matches(part["rows"], part.get("rowSums")):
             # Pass 2 only when a row failed or did not come back: otherwise it would find nothing to write.
@@ -111,6 +116,10 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
                                               sorted(failures) if came_back else None)
         else:
             retry_rows = retry_bytes = 0
+        closing = time.perf_counter()
+    # Leaving the block finished the uploads: what the part's files waited for, with their writes.
+    waited = results.seconds + errors.seconds + time.perf_counter() - closing
+    pass1, pass2 = settling - harvesting, closing - settling
     p.checkpoint("collect.written")
 
     retry = runstate.new_part(part["chunk"], attempt + 1, retry_rows, retry_bytes, since=p.clock(),
@@ -132,9 +141,13 @@ def handle_job_finished(p: Pipeline, msg: JobFinished) -> str:
         log.error("rows.failed", f"{failed} rows of {msg.run}/{msg.part} failed for good", run=msg.run,
                   job=_job_id(msg), input=record["input"]["uri"], byStage=dict(tally.by_stage),
                   byReason=dict(tally.by_reason))
+    seconds = time.perf_counter() - started
     log.info("part.collected", f"{msg.run}/{msg.part}: {tally.succeeded} succeeded, {failed} failed, "
-             f"{tally.retried} to retry", run=msg.run, job=_job_id(msg), input=record["input"]["uri"],
-             part=msg.part, succeeded=tally.succeeded, failed=failed, retried=tally.retried, jobState=msg.state)
+             f"{tally.retried} to retry, in {seconds:.2f} s (pass 1 {pass1:.2f} s, pass 2 {pass2:.2f} s, "
+             f"{waited:.2f} s of it waiting for the part's files to be written)", run=msg.run, job=_job_id(msg),
+             input=record["input"]["uri"], part=msg.part, succeeded=tally.succeeded, failed=failed,
+             retried=tally.retried, jobState=msg.state, seconds=round(seconds, 3), pass1Seconds=round(pass1, 3),
+             pass2Seconds=round(pass2, 3), writeSeconds=round(waited, 3))
     if retry:
         log.info("rows.retried", f"{retry_rows} rows of {msg.run}/{msg.part} go to attempt {attempt + 1}",
                  run=msg.run, job=_job_id(msg), part=msg.part, rows=retry_rows)

@@ -41,7 +41,7 @@ EVENTS: dict[str, str] = {
     "rows.failed_by_reason": "a finished run's failed rows for one reason (one line per reason, for metrics)",
     "rows.retried": "retryable rows sent to another attempt",
     "rows.unjoinable": "a prediction line that cannot be matched to a row",
-    "part.collected": "a finished job's output joined into result and error lines",
+    "part.collected": "a finished job's output joined into result and error lines, the seconds it took and waited",
     "job.submitted": "a Vertex job was created (or found after an ambiguous create) for a part",
     "job.state": "a Vertex job changed state",
     "job.finished": "a Vertex job reached a final state and was announced",

@@ -37,6 +37,7 @@ from shared.known_shapes import KnownShapes
 from shared.lines import READ_SIZE, Prefixed, TooLong, iter_lines
 from shared.pipeline import Pipeline
 from shared.rowsums import RowSums
+from shared.timed import Timed
 from shared.validation import Accepted, LineValidator, Rejected
 
 _WRITE_BATCH = 1 << 20
@@ -81,43 +82,12 @@ class Staged:
         return {"failed": self.failed, "byReason": dict(sorted(self.failed_by_reason.items()))}
 
 
-class _Timed:
-    """A stream whose reads, writes and close are timed: `seconds` spent waiting in them (for the storage)."""
-
-    __slots__ = ("_stream", "seconds")
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self.seconds = 0.0
-
-    def read(self, size: int = -1) -> bytes:
-        start = time.perf_counter()
-        try:
-            return self._stream.read(size)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        start = time.perf_counter()
-        try:
-            return self._stream.write(data)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def close(self) -> None:
-        start = time.perf_counter()
-        try:
-            self._stream.close()
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
 class _Parts:
     """Rolls staged lines over into a new part file whenever the next line would break a limit."""
 
     def __init__(self, p: Pipeline, run: str, stack: ExitStack, staged: Staged) -> None:
         self._p, self._run, self._stack, self._staged = p, run, stack, staged
-        self._writer: _Timed | None = None
+        self._writer: Timed | None = None
         # Lines go to the writer in batches of about _WRITE_BATCH bytes: a write call per ~4 KB line took ~4 us,
         # about a tenth of validating it (cProfile of `batchctl validate` on the `python -m bench --mb 100` input).
         # Only when the bytes reach the writer changes; the object still appears when the writer closes. One
@@ -170,7 +140,7 @@ class _Parts:
         self.close()
         self._chunk += 1
         part = layout.part_id(self._chunk, 1)
-        self._writer = _Timed(self._stack.enter_context(
+        self._writer = Timed(self._stack.enter_context(
             self._p.store.open_write(self._p.work_bucket, layout.staged_name(self._run, part))))
         self._rows = self._bytes = 0
         self._first = self._last = 0
@@ -346,10 +316,10 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
     validator = LineValidator()
     processes = p.config.submit_workers or workers.available_cpus()
     with ExitStack() as stack:
-        errors = _Timed(stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run))))
+        errors = Timed(stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run))))
         parts = _Parts(p, run, stack, staged)
         sink = _Direct(p, staged, parts, errors)
-        source = reading = _Timed(stack.enter_context(p.store.open_read(bucket, name, generation)))
+        source = reading = Timed(stack.enter_context(p.store.open_read(bucket, name, generation)))
         max_bytes = p.config.max_bytes_per_job
         team = None
         if processes >= 2 and size is not None and size >= PARALLEL_MIN_BYTES:

@@ -29,8 +29,12 @@ def test_the_end_to_end_bench_splits_a_two_part_run_into_phases_that_add_up(tmp_
     staging = result["staging"]  # submit's own timing of its pass, within the phase the log lines bound
     assert 0 <= staging["read"] + staging["write"] <= staging["seconds"] + 0.002
     assert staging["seconds"] <= result["phases"]["validate+stage"] + 0.01
+    assert sorted(result["collects"]) == ["p0001-a1", "p0002-a1"]
+    for timing in result["collects"].values():  # collect's own timing of each part
+        assert timing["pass1"] + timing["pass2"] <= timing["seconds"] + 0.002
+        assert 0 <= timing["write"] <= timing["seconds"] + 0.002
     table = capsys.readouterr().out
-    assert "waiting for the staged files to be written" in table
+    assert "waiting for the staged files to be written" in table and "waiting for the part's files" in table
     for name, _ in e2e.PHASES:
         assert f"\n{name} " in table
     assert "p0002-a1" in table and "CPU seconds" in table

@@ -231,6 +231,9 @@ def test_every_log_line_is_one_structured_json_object_with_labels_and_counts(cap
     assert len(collected) == 4 and {e[LABELS]["job"] for e in collected} == job_ids
     assert sum(e["succeeded"] for e in collected) == report["rows"]["succeeded"] == 4
     assert sum(e["failed"] for e in collected) == 1 and sum(e["retried"] for e in collected) == 1
+    for e in collected:  # its own timing: its passes within its seconds, its waits on storage within them too
+        assert e["pass1Seconds"] + e["pass2Seconds"] <= e["seconds"] + 0.002
+        assert 0 <= e["writeSeconds"] <= e["seconds"] + 0.002
     retried = events(entries, "rows.retried")
     assert len(retried) == 1 and retried[0]["rows"] == 1 and retried[0][LABELS]["run"] == run
 
