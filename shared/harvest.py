@@ -131,10 +131,11 @@ def harvest_lines(lines: Iterable[bytes], attempt: int, name: str) -> Piece:
             outcome = success_line(record, attempt)  # (row, result line, tokens) of a success
             if outcome is None:
                 outcome = classify(record)  # not a success: the row's Failure
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
             # Not JSON orjson reads, no row id, or a key or response of a shape no result line can be made of
-            # (a field that should be an object is not, a token count that is not a number): the line is
-            # left out, and its row counts as not come back, rather than failing the whole part every time.
+            # (a field that should be an object is not, a list that is an object, a token count that is not a
+            # number): the line is left out, and its row counts as not come back, rather than failing the whole
+            # part every time (tests/unit/test_harvest_pieces.py tries every slot with every kind of value).
             unjoinable.append(f"{name}: a prediction line cannot be joined: {exc}")
             continue
         ok = type(outcome) is tuple

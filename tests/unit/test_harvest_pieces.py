@@ -159,6 +159,62 @@ def test_a_line_no_result_can_be_made_of_is_left_out_and_the_others_are_kept(odd
     assert len(piece.unjoinable) == 1 and "cannot be joined" in piece.unjoinable[0]
 
 
+_ANY = [None, True, 0, -3, 2.5, 1e300, "", "x", "r7", "k1", [], [1], ["a", "b"], {}, {"0": 1}, {"a": {"b": []}}]
+
+
+def _any(rnd: random.Random, plausible, depth: int = 0):
+    """A value in a slot of a prediction line: usually the plausible one (built further down), else anything."""
+    if depth > 6 or rnd.random() < 0.25:
+        return rnd.choice(_ANY + [[rnd.choice(_ANY)], {"text": rnd.choice(_ANY)}])
+    return plausible(rnd, depth + 1) if callable(plausible) else plausible
+
+
+def _part(rnd, d):
+    return {"text": _any(rnd, "an answer", d), **({"thought": _any(rnd, True, d)} if rnd.random() < 0.2 else {})}
+
+
+def _candidate(rnd, d):
+    return {"content": _any(rnd, lambda r, d: {"parts": _any(r, lambda r, d: [_any(r, _part, d)
+                                                                           for _ in range(r.randint(0, 3))], d),
+                                                "role": "model"}, d),
+            "finishReason": _any(rnd, "STOP", d)}
+
+
+def _response(rnd, d):
+    usage = {name: _any(rnd, rnd.randint(0, 50), d)
+             for name in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount") if rnd.random() < 0.8}
+    out = {"candidates": _any(rnd, lambda r, d: [_any(r, _candidate, d) for _ in range(r.randint(0, 2))], d),
+           "usageMetadata": _any(rnd, usage, d), "modelVersion": _any(rnd, "gemini-x", d)}
+    if rnd.random() < 0.2:
+        out["promptFeedback"] = _any(rnd, {"blockReason": _any(rnd, "SAFETY", d)}, d)
+    return out
+
+
+def test_a_prediction_line_of_any_shape_is_joined_or_left_out_never_fatal():
+    # The class of line `test_a_line_no_result_can_be_made_of...` samples: any JSON in any slot collect reads
+    # (row id, key, status, the response and everything in it it looks into) gives a result line, a failure or
+    # an unjoinable line, and never an exception that would fail the part's every delivery.
+    rnd = random.Random(11)
+    lines = []
+    for row in range(1, 3001):
+        # Short lines are read whole, long ones (a long request echo) field by field: both ways are tried.
+        record = {"gbp_row": _any(rnd, f"r{row}"), "status": _any(rnd, rnd.choice(["", "", FAILED, BAD])),
+                  "request": {"contents": [{"parts": [{"text": "q" * rnd.choice([1, 3000])}]}]},
+                  "response": _any(rnd, _response)}
+        if rnd.random() < 0.5:
+            record["gbp_key"] = _any(rnd, "k" + orjson.dumps(rnd.choice(["a", 7, None])).decode())
+        if rnd.random() < 0.1:
+            del record[rnd.choice(["status", "response", "gbp_row"])]
+        lines.append(orjson.dumps(record))
+    piece = harvest.harvest_lines(lines, 1, "p")
+    results = b"".join(piece.results).splitlines()
+    assert len(results) == len(piece.succeeded)
+    assert all(type(orjson.loads(line)) is dict for line in results)
+    joined = len(set(piece.succeeded) | set(piece.failures))
+    assert joined + len(piece.unjoinable) <= len(lines)
+    assert min(len(piece.unjoinable), len(piece.succeeded), len(piece.failures)) > 200  # all three outcomes met
+
+
 def test_a_piece_crosses_the_worker_pipe_with_its_results_out_of_band():
     piece = harvest.harvest_lines(iter_lines(io.BytesIO(_predictions(5))), 2, "p.jsonl")
     assert len(piece.results) == 1 and len(piece.results[0]) > 10_000
