@@ -206,6 +206,12 @@ def test_a_prediction_line_of_any_shape_is_joined_or_left_out_never_fatal():
         if rnd.random() < 0.1:
             del record[rnd.choice(["status", "response", "gbp_row"])]
         lines.append(orjson.dumps(record))
+    for depth in (990, 1000, 1023, 1030, 5000):  # nested past msgspec's limit (~1,000) and orjson's (1,024)
+        for where in ("request", "response"):
+            deep = b'{"gbp_row":"r%d","status":"","%b":%b%b%b}' % (len(lines) + 1, where.encode(), b"[" * depth,
+                                                                   b"1", b"]" * depth)
+            lines.append(deep.replace(b'"status":""', b'"status":"","response":{"candidates":[]}')
+                         if where == "request" else deep)
     piece = harvest.harvest_lines(lines, 1, "p")
     results = b"".join(piece.results).splitlines()
     assert len(results) == len(piece.succeeded)
