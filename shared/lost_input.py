@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from shared import joining, layout
-from shared.lines import TooLong, iter_lines
+from shared.lines import TooLong, UpToDamage, iter_lines
 from shared.pipeline import Pipeline
 from shared.storage.base import ObjectMissing
 
@@ -61,7 +61,8 @@ def restaged_lines(p: Pipeline, record: dict[str, Any], part: str, stack: ExitSt
     first, last = entry["firstRow"], entry["lastRow"]
 
     def lines() -> Iterator[bytes]:
-        for row, raw in enumerate(iter_lines(stream), 1):
+        # Staging read the input up to its damage, if any (ObjectUnreadable): every staged row lies before it.
+        for row, raw in enumerate(iter_lines(UpToDamage(stream)), 1):
             if row > last:
                 return
             if row < first or row in skip or isinstance(raw, TooLong) or not raw.strip():
@@ -83,3 +84,4 @@ def unknown_rows(p: Pipeline, record: dict[str, Any], part: str) -> Iterator[byt
     skip = settled_elsewhere(p, record, part)
     return (orjson.dumps({joining.ROW_FIELD: f"r{row}"})
             for row in range(entry["firstRow"], entry["lastRow"] + 1) if row not in skip)
+

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from shared import joining, layout, raw_request, runstate, validation, workers
 from shared.known_shapes import KnownShapes
-from shared.lines import READ_SIZE, Prefixed, TooLong, iter_lines
+from shared.lines import READ_SIZE, Prefixed, TooLong, UpToDamage, iter_lines
 from shared.pipeline import Pipeline
 from shared.rowsums import RowSums
 from shared.timed import Timed
@@ -73,6 +73,7 @@ class Staged:
     seconds: float = 0.0
     read_seconds: float = 0.0
     write_seconds: float = 0.0
+    unreadable: str | None = None  # why the input could not be read to its end (its rest is one failed row)
 
     @property
     def failed(self) -> int:
@@ -319,7 +320,8 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
         errors = Timed(stack.enter_context(p.store.open_write(p.work_bucket, layout.validation_errors_name(run))))
         parts = _Parts(p, run, stack, staged)
         sink = _Direct(p, staged, parts, errors)
-        source = reading = Timed(stack.enter_context(p.store.open_read(bucket, name, generation)))
+        reading = Timed(stack.enter_context(p.store.open_read(bucket, name, generation)))
+        source = readable = UpToDamage(reading)
         max_bytes = p.config.max_bytes_per_job
         team = None
         if processes >= 2 and size is not None and size >= PARALLEL_MIN_BYTES:
@@ -339,6 +341,13 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
             except BaseException:
                 workers.discard(kill=True)  # a worker left mid-task, or is busy with a block no one will read
                 raise
+        if readable.damage is not None:
+            # The damage is in the object: every delivery of the upload would meet it. The run ends instead, with
+            # the lines before it validated as any others and the rest counted as one failed row.
+            staged.unreadable = str(readable.damage)
+            line = readable.damage.line
+            _reject(sink, line, validation.UNREADABLE_INPUT,
+                    f"line {line} and every line after it count as this one failed row: {readable.damage}", line="")
         parts.close()
         closing = time.perf_counter()
     # (Leaving the block finished the errors file's upload.)

@@ -130,6 +130,9 @@ def open_marker(obj: StorageObjectEvent, now: float) -> dict:
 
 
 def _note(obj: StorageObjectEvent, staged: staging.Staged) -> str | None:
+    if staged.unreadable:
+        return (f"the input could not be read to its end: {staged.unreadable}; the lines from there on count as "
+                "one failed row (reason unreadable_input)")
     if staged.total == 0:
         return "the file has no rows (it is empty or only blank lines)"
     if staged.failed == staged.total and not obj.name.endswith(".jsonl"):

@@ -85,6 +85,9 @@ LINE_PREVIEW_BYTES = 10 * 1024
 
 NOT_UTF8 = "not_utf8"
 INVALID_JSON = "invalid_json"
+# Not a line's: the input's stored bytes stopped being readable there (`shared/staging.py`), and the row stands
+# for every line from there on.
+UNREADABLE_INPUT = "unreadable_input"
 NOT_OBJECT = "not_object"
 MISSING_REQUEST = "missing_request"
 BAD_CONTENTS = "bad_contents"

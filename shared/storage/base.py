@@ -134,6 +134,16 @@ class ObjectMissing(Exception):
     """The object (or the requested generation) does not exist."""
 
 
+class ObjectUnreadable(Exception):
+    """The object's stored bytes cannot be read as its metadata says (stored gzip-encoded, but not gzip, corrupt
+    or cut short): what was read before the damage stands, nothing after it can be read, and reading it again
+    meets the same damage. `line`: the first line (counted from 1) the damage leaves unread."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -17,7 +18,7 @@ from google.cloud.storage._media.requests import _request_helpers as _media_help
 
 from shared.errors import TransientError
 from shared.storage._overlap import ReadAhead, WriteBehind
-from shared.storage.base import Listed, ObjectMissing, StoreOpener, Versioned, dumps, index_of
+from shared.storage.base import Listed, ObjectMissing, ObjectUnreadable, StoreOpener, Versioned, dumps, index_of
 
 _COMPOSE_MAX = 32  # GCS composes at most 32 sources per call
 _CHUNK = 8 * 1024 * 1024
@@ -113,9 +114,9 @@ class GcsStore:
                     # decompress here, still streaming.
                     raw = blob.open("rb", chunk_size=_CHUNK, raw_download=True)
                     ahead = ReadAhead(raw, _CHUNK)
-                    reader = gzip.GzipFile(fileobj=ahead, mode="rb")
+                    reader = _Inflated(gzip.GzipFile(fileobj=ahead, mode="rb"), f"gs://{bucket}/{name}")
                     if start:
-                        reader.seek(start)  # offsets count decompressed bytes: read up to it
+                        reader.read_to(start)  # offsets count decompressed bytes: read up to it
                 else:
                     raw = blob.open("rb", chunk_size=_CHUNK)
                     if start:
@@ -194,6 +195,57 @@ class GcsStore:
     def delete(self, bucket: str, name: str) -> None:
         with _translate(), contextlib.suppress(gexc.NotFound):
             self._blob(bucket, name).delete()
+
+
+class _Inflated:
+    """An object stored gzip-encoded, decompressed as it is read. Damage in its stored bytes (not gzip at all,
+    corrupt, cut short) is ObjectUnreadable, naming the first line it leaves unread: it is in the object, so the
+    event that brought it would meet it again on every delivery. What was decompressed before the damage is
+    handed out first (a read gathers the decompressor's pieces itself: a buffered read that fails drops what it
+    had gathered). Corruption that still decompresses is found only at the member's end, by its checksum: what
+    came out before is handed out as it came. (A download cut short by the network is the client's error, not
+    an early end of the stream: the reader knows the object's size.)"""
+
+    def __init__(self, reader: gzip.GzipFile, uri: str) -> None:
+        self._reader, self._uri = reader, uri
+        self._lines = 0  # newlines handed out, and whether a line was begun after the last one
+        self._begun = False
+        self._damage: ObjectUnreadable | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self._damage is not None:
+            raise self._damage
+        pieces: list[bytes] = []
+        got = 0
+        failed: Exception | None = None
+        try:
+            while size < 0 or got < size:
+                piece = self._reader.read1(size - got if size >= 0 else -1)
+                if not piece:
+                    break
+                pieces.append(piece)
+                got += len(piece)
+        except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+            failed = exc
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if data:
+            self._lines += data.count(b"\n")
+            self._begun = not data.endswith(b"\n")
+        if failed is not None:
+            line = self._lines + 1 + self._begun
+            self._damage = ObjectUnreadable(
+                f"{self._uri} is stored gzip-encoded, but its bytes cannot be decompressed from line {line} on "
+                f"({type(failed).__name__}: {failed})", line)
+            if not data:
+                raise self._damage
+        return data
+
+    def read_to(self, offset: int) -> None:
+        while offset > 0 and (data := self.read(min(offset, _CHUNK))):
+            offset -= len(data)
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 def _store_for(project: str | None, endpoint: str | None) -> GcsStore:

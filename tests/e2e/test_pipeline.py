@@ -3,10 +3,17 @@ output contract (README), row accounting included."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from datetime import datetime
 
+import orjson
+import pytest
+
+from shared import verify
+from shared.storage.base import ObjectUnreadable
+from shared.storage.gcs import GcsStore
 from tests.e2e.conftest import assert_accounted
 
 
@@ -103,6 +110,37 @@ def test_an_unusable_object_still_gets_a_report_and_an_errors_file(env):
     assert results == [] and report["state"] == "failed" and "not a JSONL file" in report["note"]
     assert [e["row"] for e in errors] == [1, 2] and all(e["stage"] == "validation" for e in errors)
     assert report["jobs"] == []
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not gzip"])
+def test_an_input_stored_gzip_encoded_with_damaged_bytes_runs_up_to_the_damage_and_reports_the_rest(env, damage):
+    # `gcloud storage cp -Z` stores a file gzip-encoded; an upload cut short, or the encoding set on a plain file,
+    # leaves bytes that cannot be decompressed to the end. The run still ends, every row accounted for.
+    lines = [prompt(f"question {i}: what is {i * 7919 % 10007} times {i * 104729 % 9973}?") for i in range(40)]
+    plain = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    rel = f"zipped/{damage.replace(' ', '-')}.jsonl"
+    blob = env.input.blob(f"incoming/{rel}")
+    blob.content_encoding = "gzip"
+    packed = gzip.compress(plain)
+    blob.upload_from_string(plain if damage == "not gzip" else packed[:len(packed) // 2],
+                            content_type="application/x-ndjson")
+    got = bytearray()  # what can be read of it, as the pipeline reads it
+    with GcsStore(env.gcs).open_read(env.input.name, blob.name) as stream, \
+            pytest.raises(ObjectUnreadable) as raised:
+        while data := stream.read(1 << 20):
+            got += data
+    report = env.report(rel, blob.generation)
+    rows = verify.expected_rows(bytes(got)) + [raised.value.line]
+    results, errors = env.outputs(rel)
+    problems = verify.check(rel, rows, report, results, errors)
+    assert problems == [], "\n".join(problems)
+    assert errors[-1]["row"] == raised.value.line and errors[-1]["stage"] == "validation"
+    assert report["rows"]["failedByReason"]["unreadable_input"] == 1
+    assert "could not be read to its end" in report["note"] and "gzip" in report["note"]
+    if damage == "not gzip":
+        assert rows == [1] and results == [] and report["state"] == "failed"
+    else:
+        assert len(results) >= 5 and report["state"] == "partial"
 
 
 def test_model_from_object_metadata_and_an_unknown_model(env):

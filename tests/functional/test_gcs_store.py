@@ -9,7 +9,7 @@ import pytest
 from local._process import free_port
 from shared.errors import TransientError
 from shared.storage import mutate_json
-from shared.storage.base import ObjectMissing
+from shared.storage.base import ObjectMissing, ObjectUnreadable
 from shared.storage.gcs import GcsStore, make_client
 from shared.storage.memory import MemoryStore
 
@@ -148,6 +148,38 @@ def test_an_object_uploaded_gzip_encoded_is_read_decompressed_and_streamed(gcs_s
         assert stream.read() == body
     with store.open_read(bucket.name, "incoming/zipped.jsonl", start=123_457) as stream:
         assert stream.read() == body[123_457:]  # offsets count the decompressed bytes
+
+
+@pytest.mark.parametrize("damage", ["not gzip", "cut short", "corrupt", "cut at a line's end"])
+def test_an_object_stored_gzip_encoded_with_damaged_bytes_reads_up_to_the_damage_then_says_so(gcs_store, bucket,
+                                                                                               damage):
+    import gzip
+    import zlib
+
+    body = b"".join(b'{"request": {"n": %d, "pad": "%s"}}\n' % (i, b"x" * (i % 50)) for i in range(60_000))
+    packed = gzip.compress(body)
+    whole_lines = body[:body.index(b"\n", 99_000) + 1]
+    stored = {"not gzip": body, "cut short": packed[:len(packed) // 2],
+              "corrupt": packed[:5000] + bytes(4000) + packed[9000:],
+              "cut at a line's end": gzip.compress(whole_lines)[:-8]}  # (no checksum and size at the end)
+    blob = bucket.blob(f"incoming/{damage}.jsonl")
+    blob.content_encoding = "gzip"
+    blob.upload_from_string(stored[damage], content_type="application/x-ndjson")
+    got = bytearray()
+    with gcs_store.open_read(bucket.name, blob.name) as stream, pytest.raises(ObjectUnreadable) as raised:
+        while data := stream.read(1 << 20):
+            got += data
+    if damage == "cut short":  # all the stream held before it ends, but what the last deflate step kept back
+        decompressed = zlib.decompressobj(wbits=31).decompress(stored[damage])
+        assert body.startswith(got) and decompressed.startswith(got) and len(decompressed) - len(got) < 1024
+    if damage == "cut at a line's end":
+        assert got == whole_lines
+    if damage == "not gzip":
+        assert got == b""
+    first_unread = got.count(b"\n") + 1 + (bool(got) and not got.endswith(b"\n"))
+    assert raised.value.line == first_unread
+    message = str(raised.value)
+    assert f"gs://{bucket.name}/{blob.name}" in message and f"from line {first_unread} on" in message
 
 
 def test_downloads_come_in_large_pieces():

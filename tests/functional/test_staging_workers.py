@@ -1,6 +1,7 @@
 """Submit's worker processes, for real: an input staged in blocks by two `shared.worker_process` processes writes
 and counts what one pass writes; a worker that dies fails the staging retryably and the next one starts new
-workers; a second staging while the workers are busy runs in its own thread; long lines are validated here."""
+workers; a second staging while the workers are busy runs in its own thread; long lines are validated here; an
+input whose stored bytes are damaged partway is staged up to the damage as one pass stages it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from shared.storage.gcs import GcsStore
 from tests.unit.fakes import make_pipeline
 from tests.unit.test_known_shapes import _file
 from tests.unit.test_parallel_staging import _evolving_file
+from tests.unit.test_unreadable_input import _damaging
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +123,22 @@ def test_long_lines_are_validated_here():
     data = b"\n".join([line] * 200)
     assert _staged(data, 2) == _staged(data, 1)
     assert workers._TEAM is None
+
+
+def test_an_input_damaged_partway_is_staged_by_the_workers_as_in_one_pass():
+    data = _input(6)
+    good = data.index(b"\n", len(data) // 2) + 40  # the damage falls inside a line, past many blocks
+
+    def staged(processes: int) -> tuple:
+        p, store, _, _ = make_pipeline(MAX_BYTES_PER_JOB=4096, MAX_ROWS_PER_JOB=90, SUBMIT_WORKERS=processes)
+        _damaging(store, good)
+        generation = store.write_bytes("in-bucket", "incoming/z.jsonl", data)
+        got = staging.stage(p, "r1", "in-bucket", "incoming/z.jsonl", generation, len(data))
+        names = [layout.validation_errors_name("r1"), *(layout.staged_name("r1", part) for part in got.parts)]
+        return got.total, dict(got.failed_by_reason), got.unreadable, [store.read_bytes(p.work_bucket, n)
+                                                                       for n in names]
+
+    one = staged(1)
+    assert staged(2) == one and workers._TEAM is not None
+    last = orjson.loads(one[3][0].splitlines()[-1])
+    assert last["row"] == data[:good].count(b"\n") + 2 and one[1]["unreadable_input"] == 1 and one[2]
