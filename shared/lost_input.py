@@ -84,4 +84,3 @@ def unknown_rows(p: Pipeline, record: dict[str, Any], part: str) -> Iterator[byt
     skip = settled_elsewhere(p, record, part)
     return (orjson.dumps({joining.ROW_FIELD: f"r{row}"})
             for row in range(entry["firstRow"], entry["lastRow"] + 1) if row not in skip)
-

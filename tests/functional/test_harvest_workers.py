@@ -48,6 +48,7 @@ def _collected(store, bucket: str, name: str, size: int, workers: int) -> tuple:
 @pytest.fixture
 def many_small_pieces(monkeypatch):
     monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", 0)
+    workers.discard()  # an earlier test in this process may have left the instance's workers (they are kept)
     yield
     workers.discard()
 
@@ -104,6 +105,7 @@ def test_workers_started_ahead_are_the_ones_pass_one_uses(tmp_path, monkeypatch)
     body = _body()
     store.write_bytes("b", "vertex/p.jsonl", body)
     monkeypatch.setattr(harvest, "PARALLEL_MIN_BYTES", len(body))
+    workers.discard()  # an earlier test in this process may have left the instance's workers (they are kept)
     try:
         harvest.prepare(store, 2, len(body) - 1)  # too little output to pay for workers: none start
         harvest.prepare(store, 1, len(body))

@@ -27,6 +27,7 @@ from tests.unit.test_unreadable_input import _damaging
 def small_blocks(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(staging, "BLOCK_BYTES", 2000)
+    workers.discard()  # an earlier test in this process may have left the instance's workers (they are kept)
     yield
     workers.discard()
 
