@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import layout, log, runstate, staging
+from shared import layout, log, runstate, staging, validation
 from shared.events import StorageObjectEvent
 from shared.pipeline import Pipeline
 from shared.progress import resume
@@ -132,7 +132,7 @@ def open_marker(obj: StorageObjectEvent, now: float) -> dict:
 def _note(obj: StorageObjectEvent, staged: staging.Staged) -> str | None:
     if staged.unreadable:
         return (f"the input could not be read to its end: {staged.unreadable}; the lines from there on count as "
-                "one failed row (reason unreadable_input)")
+                f"one failed row (reason {validation.UNREADABLE_INPUT})")
     if staged.total == 0:
         return "the file has no rows (it is empty or only blank lines)"
     if staged.failed == staged.total and not obj.name.endswith(".jsonl"):
