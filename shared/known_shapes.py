@@ -28,6 +28,16 @@ module, two runs each, the same bytes written: the bench's 200 MB input 1.04-1.0
 as `json.dumps` writes them (spaces, a line break in each prompt) 1.06-1.07 s -> 0.79-0.81 s; its 200,000 short
 lines 2.31-2.32 s -> 1.29 s. A file whose lines all differ in shape (per-row keys) gets nothing from this, so it
 stops looking after `_GIVE_UP_MISSES` misses with fewer hits than misses.
+
+Most of what is left is Python steps, a few per string of a line, so consecutive lines of one shape are taken
+side by side (`staged_run`, `_Columns`): a run of lines split at its quotes at once is the lines' pieces one after
+another, so each string of the shape is one slice of them, checked with one C call (a count, a min) and written with
+one slice assignment; the JSON, UTF-8 and escape checks run once over the run's bytes. A run is taken only when
+`staged_line` would stage each of its lines by the same shape, byte for byte; tests/unit/test_known_shape_runs.py
+checks runs against lines one by one and against the full path. One core, the bench's lines (`python -m
+bench.measure validate-1`, interleaved with the code before runs): 200 MB of ~4.6 KB lines 0.83-0.85 s -> 0.55-0.60
+s; 200,000 short lines 1.67-2.01 s -> 0.64-0.83 s; on the ~4.6 KB lines, ~8.6 us a line against ~10.9 one by one
+(in memory), of which splitting at quotes ~2.8, msgspec's check ~1.7 and the UTF-8 decode ~1.8.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ _INTEGER = re.compile(rb"-?[0-9]+")
 _ORJSON_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,17}")
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
+_ROW_HEAD = b'{"' + joining.ROW_FIELD.encode() + b'":"r%d",'  # a staged line's start, as joining writes it
 _MAX_SHAPES = 256  # forgotten all at once past this: a file has a few shapes, or too many to keep
 _MAX_ALIKE = 8  # shapes kept with the same bytes between strings (each is tried in turn)
 _MAX_SHAPE_BYTES = 4096  # of strings kept whole: a shape with more (long keys) is not kept
@@ -72,6 +83,7 @@ class _Anything(msgspec.Struct):
 # invalid escape) but for bad UTF-8, which `bytes.decode` finds: ~1.4 + ~0.8 us on a ~4.8 KB line, against ~2.9 +
 # ~0.8 us for mapping control bytes to one UTF-8 never has (bytes.translate) and decoding that.
 _json_checked = msgspec.json.Decoder(_Anything).decode
+_lines_checked = msgspec.json.Decoder(_Anything).decode_lines  # a run's lines at once (a blank one gives none)
 
 
 def _picker(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
@@ -133,7 +145,7 @@ class _Shape:
     """One learnt shape: the strings it keeps whole (keys, `role` values) and what they hold; its values, and
     which of them the importer reads as numbers; its request and key."""
 
-    __slots__ = ("whole", "strings", "values", "numeric", "plain", "request", "key")
+    __slots__ = ("whole", "strings", "values", "numeric", "plain", "request", "key", "columns")
 
     def __init__(self, pieces: list[bytes], keys: list[int], request: _Value, key: _Value | _IntegerKey | None) \
             -> None:
@@ -141,12 +153,17 @@ class _Shape:
         whole = [i for i in range(1, len(pieces) - 1, 2)
                  if i in is_key or (i - 2 in is_key and pieces[i - 2] == b"role")]
         kept = set(whole)
+        values = [i for i in range(1, len(pieces) - 1, 2) if i not in kept]
         self.whole = _picker(whole)
         self.strings = self.whole(pieces)
-        self.values = _picker([i for i in range(1, len(pieces) - 1, 2) if i not in kept])
+        self.values = _picker(values)
         self.numeric = tuple(_is_numeric(text) for text in self.values(pieces))
         self.plain = bool(self.numeric) and not any(self.numeric)  # values, none of them read as a number
         self.request, self.key = request, key
+        # Runs of lines of the shape are staged side by side (`_Columns`) when no value is numeric and the key is
+        # not an integer (which sits between strings, so differs there from line to line).
+        self.columns = None if any(self.numeric) or isinstance(key, _IntegerKey) else \
+            _Columns(pieces, whole, self.strings, values, request, key)
 
     def matches(self, pieces: list[bytes]) -> bool:
         """Whether a line with the same bytes between strings has this shape."""
@@ -163,6 +180,102 @@ class _Shape:
             if (text[:1] < b":" and numeric(text) is not None) is not was:
                 return False
         return True
+
+
+class _Columns:
+    """A shape's lines side by side: `staged` checks a run of lines (joined by newlines) against the shape and
+    writes their staged lines with a few C calls per string of the shape, not a Python step per line and string.
+
+    A run split at its quotes is its lines' pieces one after another, K to a line (K: the shape's quotes), the
+    piece between two lines being the last piece of one, a newline and the first of the next (the seam). So
+    piece j of line i is at i * K + j, and each string (or piece between strings) of the shape is one slice of
+    the run's pieces, checked with one count or min and written with one slice assignment. A run of N lines split
+    into N * K + 1 pieces whose N - 1 seams are the shape's holds its N - 1 newlines in the seams only (the
+    shape's own pieces hold none), so each line has its K quotes where the shape has them."""
+
+    __slots__ = ("quotes", "head", "tail", "seam", "between", "whole", "values", "template", "key_strings")
+
+    def __init__(self, pieces: list[bytes], whole: list[int], strings: tuple[bytes, ...], values: list[int],
+                 request: _Value, key: _Value | None) -> None:
+        self.quotes = len(pieces) - 1
+        self.head, self.tail = pieces[0], pieces[-1]
+        self.seam = pieces[-1] + b"\n" + pieces[0]
+        self.between = [(j, pieces[j]) for j in range(2, self.quotes, 2)]
+        self.whole = list(zip(whole, strings, strict=True))
+        self.values = values
+        # A staged line as `joining.staged_line_spliced` writes it: the row id, then fixed bytes and the line's
+        # strings in turn. The key's JSON sits in a string, as orjson spells it: its quotes escaped (here, once,
+        # in its fixed bytes), and the backslashes of its strings' escapes (in `staged`, where a run has any).
+        template: list[bytes | int] = []
+        if key is not None:
+            template += [b'"gbp_key":"k', *_spelled(key, b'\\"'), b'",']
+        template += [b'"request":', *_spelled(request, b'"'), b"}\n"]
+        merged: list[bytes | int] = []
+        for item in template:  # adjacent fixed bytes as one
+            if merged and type(item) is bytes and type(merged[-1]) is bytes:
+                merged[-1] += item
+            else:
+                merged.append(item)
+        self.template = merged
+        self.key_strings = list(range(key.first + 1, key.last, 2)) if key is not None else []
+
+    def staged(self, first_row: int, run: bytes, max_bytes: int) -> tuple[bytes, range] | None:
+        """The staged lines of `run` (lines joined by newlines, the first of them row `first_row`) and their rows;
+        None unless `staged_line` would stage every one of them by this shape."""
+        quotes = self.quotes
+        pieces = run.split(b'"')
+        lines, odd = divmod(len(pieces) - 1, quotes)
+        # (No newline is left elsewhere: the shape's pieces hold none, and a string that does fails the JSON check.)
+        if odd or pieces[0] != self.head or pieces[-1] != self.tail or \
+                pieces[quotes:-1:quotes].count(self.seam) != lines - 1:
+            return None
+        for j, fixed in self.between:
+            if pieces[j::quotes].count(fixed) != lines:
+                return None
+        for j, text in self.whole:
+            if pieces[j::quotes].count(text) != lines:
+                return None
+        numeric = _NUMERIC.fullmatch
+        for j in self.values:  # as `_Shape.matches`: no value reads as a number (one that sorts from ":" on does not)
+            column = pieces[j::quotes]
+            if min(column) < b":" and any(text[:1] < b":" and numeric(text) is not None for text in column):
+                return None
+        escaped = {}  # a key's strings whose backslashes (of escapes) orjson escapes again in the staged line
+        for j in self.key_strings:
+            column = pieces[j::quotes]
+            if b"\\" in b"".join(column):
+                escaped[j] = [text.replace(b"\\", b"\\\\") for text in column]
+        # What `staged_line` checks of each line: JSON orjson reads (no control byte in a string), UTF-8, escapes.
+        try:
+            if len(_lines_checked(run)) != lines:
+                return None
+            if not run.isascii():
+                run.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        if not _only_line_breaks(run):
+            return None
+        rows = range(first_row, first_row + lines)
+        width = len(self.template) + 1
+        out = [b""] * (lines * width)
+        out[0::width] = map(_ROW_HEAD.__mod__, rows)
+        for at, item in enumerate(self.template, 1):
+            out[at::width] = [item] * lines if type(item) is bytes else escaped.get(item) or pieces[item::quotes]
+        staged = b"".join(out)
+        # Each line is within max_bytes when all of them are (a part's limit, far above a run's bytes).
+        if len(staged) > max_bytes and max(map(len, staged.split(b"\n"))) + 1 > max_bytes:
+            return None
+        return staged, rows
+
+
+def _spelled(value: _Value, quote: bytes) -> list[bytes | int]:
+    """`value.spelled` as a template: its fixed bytes and, between them, the index of each of its strings, with
+    `quote` for each quote (escaped, in a key)."""
+    fixed = [b.replace(b'"', quote) for b in value.between]
+    out: list[bytes | int] = [fixed[0]]
+    for n, j in enumerate(range(value.first + 1, value.last, 2), 1):
+        out += [quote, j, quote, fixed[n]]
+    return out
 
 
 def _is_numeric(text: bytes) -> bool:
@@ -239,6 +352,33 @@ class KnownShapes:
                 return None  # an integer orjson spells otherwise
         self._hits += 1
         return joining.staged_line_spliced(row, shape.request.spelled(pieces), key)
+
+    @property
+    def on(self) -> bool:
+        """Whether lines are still looked up (a file whose lines all differ in shape stops it)."""
+        return self._on
+
+    def staged_run(self, first_row: int, run: bytes, max_bytes: int) -> tuple[bytes, range] | None:
+        """`staged_line` for each line of `run` (lines joined by newlines, the first of them row `first_row`) at
+        once, when every one of them has the shape of the first and `staged_line` would stage it (within
+        `max_bytes`): their staged lines one after another, and their rows. Else None, and the caller takes the
+        lines one by one."""
+        self._last = None
+        if not self._on or type(run) is not bytes:
+            return None
+        end = run.find(b"\n")
+        pieces = (run if end < 0 else run[:end]).split(b'"')
+        for shape in self._shapes.get(tuple(pieces[0::2])) or ():
+            if shape.matches(pieces):
+                break
+        else:
+            return None
+        if shape.columns is None:
+            return None
+        staged = shape.columns.staged(first_row, run, max_bytes)
+        if staged is not None:
+            self._hits += len(staged[1])
+        return staged
 
     def learn(self, raw: bytes, has_key: bool, key: Any, request: dict) -> None:
         """Keep the shape of `raw`, the line `staged_line` last missed, which was accepted and staged with this

@@ -1,11 +1,13 @@
 """Validate and stage an uploaded file in one streaming pass: bad lines to the run's validation errors,
 good lines to part files of at most MAX_ROWS_PER_JOB rows and MAX_BYTES_PER_JOB bytes each.
 
-A large input is validated in blocks of lines by worker processes (`shared/workers.py`), one per CPU, while
-this process reads the input, hands out the blocks and writes what comes back, in order. Per line, validation
-is Python (a few microseconds a line whatever its length), so one core caps it; two processes on two vCPU
-validate 200,000 short lines in about 0.6-0.8 of the time (see README "Tests and benchmarks"). Long lines are
-validated here: handing out their bytes costs about what validating them does.
+Lines of one known shape in a row are staged side by side (`_Runs`, `KnownShapes.staged_run`), at a fraction
+of a line's cost one by one. A large input of short lines that runs do not take (lines of several shapes in turn)
+is validated in blocks of lines by worker processes (`shared/workers.py`), one per CPU, while this process reads
+the input, hands out the blocks and writes what comes back, in order. Per line, validation one by one is Python
+(a few microseconds a line whatever its length), so one core caps it; two processes on two vCPU validate such
+lines in about 0.6-0.8 of the time. Long lines, and lines runs take, are validated here: handing out their bytes
+costs about what validating them does.
 
 What a block gives must be what one pass over every line in order gives: the importer rules (one type per key
 path across the file, at most MAX_COLUMNS key paths) make a line's verdict depend on the lines before it. A
@@ -21,7 +23,6 @@ for byte against one pass, in blocks of a few lines, on files made to defeat it.
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import time
 from array import array
@@ -44,14 +45,24 @@ _WRITE_BATCH = 1 << 20
 _SAMPLES = 5  # rejection messages kept for the log
 BLOCK_BYTES = 2 * 1024 * 1024  # of input lines per block (4 MB: peak RSS ~170 MB against ~120, no faster)
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # a smaller input is validated here: starting workers would cost more
-# Workers validate an input whose first megabyte has lines of this many bytes or fewer, on average. Per line,
-# validation costs ~5-7 us whatever its length; handing a block out and taking its staged lines back (reading,
-# counting lines, the pipe both ways, about ten copies of each byte) costs by its bytes. One pass here against two
-# workers already started, as an instance keeps them (2 vCPU that run two processes at ~1.5x one, the same file
-# twice each, `stage_file` in one process): 200,000 lines of ~300 bytes 1.03-1.04 s against 0.61-0.62 s; 120,000
-# of ~640 bytes 0.81-1.02 s against 0.47-0.49 s; 60,000 of ~1.1 KB 0.44-0.45 s against 0.33-0.39 s; 43,000 of
-# ~4.6 KB 0.51-0.63 s against 0.75-0.78 s. Starting the workers costs ~0.2 s more, once per instance.
+# Workers validate an input whose first megabyte has lines of this many bytes or fewer, on average, and whose lines
+# runs do not take (below). Per line, validation one by one costs ~5-7 us whatever its length; handing a block out
+# and taking its staged lines back (reading, counting lines, the pipe both ways, about ten copies of each byte) costs
+# by its bytes. One pass here against two workers already started, as an instance keeps them (2 vCPU that run two
+# processes at ~1.5x one, the same file twice each, `stage_file` in one process), before runs: 200,000 lines of
+# ~300 bytes 1.03-1.04 s against 0.61-0.62 s; 120,000 of ~640 bytes 0.81-1.02 s against 0.47-0.49 s; 60,000 of
+# ~1.1 KB 0.44-0.45 s against 0.33-0.39 s; 43,000 of ~4.6 KB 0.51-0.63 s against 0.75-0.78 s. Starting the workers
+# costs ~0.2 s more, once per instance. With runs, 200,000 short lines of one shape take 0.53-0.89 s here against
+# 0.47-0.63 s with warm workers (and 0.8-1.0 s with cold ones); of three shapes in turn, which runs do not take,
+# 1.65-1.83 s here against 0.99-1.32 s with warm workers.
 SHORT_LINE_BYTES = 2048
+# Lines of one known shape are staged side by side in runs of up to this many bytes (`_Runs`); a run not all of one
+# known shape is tried again halved, down to RUN_MIN_BYTES, whose lines then go one by one; RUN_BACKOFF: the most
+# runs left untried after the shortest failed again.
+RUN_BYTES = 256 * 1024
+RUN_MIN_BYTES = 16 * 1024
+RUN_BACKOFF = 64
+RUNS_TAKE_SHARE = 0.5  # of the first read's lines taken in runs, for an input of short lines to be staged here
 LONG_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this (inline data, or no newline at all) is not sent in a
 # block: the rest of the input is validated here, streaming, as one pass would
 # Refusals by the importer's walk of a line, which the schema may decide: the walk stops at the first problem in
@@ -99,29 +110,43 @@ class _Parts:
         self._first = self._last = 0
         self._sums = RowSums()
 
-    def add_block(self, data: bytes | bytearray, rows: array, lengths: array) -> None:
-        """`add` for each staged line of a block (`data`, the lines one after another; their rows and lengths):
-        the same parts, with a step per part the lines fill instead of one per line."""
+    def add_block(self, data: bytes | bytearray, rows: array | range) -> None:
+        """`add` for each staged line of a block (`data`, the lines one after another, each ending in its newline;
+        their rows): the same parts, with a step per part the lines fill instead of one per line. Where each line
+        ends is looked for only when the block does not fit in the part being written."""
         cfg = self._p.config
-        ends = list(itertools.accumulate(lengths))  # where each line ends in `data`
+        if self._writer is not None and self._rows + len(rows) <= cfg.max_rows_per_job and \
+                self._bytes + len(data) <= cfg.max_bytes_per_job:
+            self._append(data, 0, len(data), rows)
+            return
+        ends = _line_ends(data)
         done = at = 0  # lines added, and their bytes
         while done < len(rows):
             if self._writer is None or self._rows >= cfg.max_rows_per_job or \
-                    self._bytes + lengths[done] > cfg.max_bytes_per_job:
+                    self._bytes + ends[done] - at > cfg.max_bytes_per_job:
                 self._roll()
             # The lines that still fit this part: within its rows, and within its bytes.
             last = min(len(rows), done + cfg.max_rows_per_job - self._rows,
                        bisect_right(ends, at + cfg.max_bytes_per_job - self._bytes, lo=done))
-            end = ends[last - 1]
-            self._pending += memoryview(data)[at:end]
+            self._append(data, at, ends[last - 1], rows[done:last])
+            done, at = last, ends[last - 1]
+
+    def _append(self, data: bytes | bytearray, start: int, end: int, rows: array | range) -> None:
+        """The lines data[start:end], of these rows, to the part being written."""
+        if type(data) is bytes and end - start >= _WRITE_BATCH // 4 and start == 0 and end == len(data):
+            # A run staged at once: written as it is, not copied into the batch first.
+            if self._pending:
+                self._flush()
+            self._writer.write(data)
+        else:
+            self._pending += memoryview(data)[start:end]
             if len(self._pending) >= _WRITE_BATCH:
                 self._flush()
-            self._rows += last - done
-            self._bytes += end - at
-            self._first = self._first or rows[done]
-            self._last = rows[last - 1]
-            self._sums.update(rows[done:last])
-            done, at = last, end
+        self._rows += len(rows)
+        self._bytes += end - start
+        self._first = self._first or rows[0]
+        self._last = rows[-1]
+        self._sums.update(rows)
 
     def add(self, line: bytes, row: int) -> None:
         cfg = self._p.config
@@ -180,6 +205,12 @@ class _Direct:
         _count_rejected(self._staged, reason, message)
         self._errors.write(line)
 
+    def staged_lines(self, data: bytes, rows: range) -> None:
+        """Staged lines one after another (`KnownShapes.staged_run`), with their rows."""
+        self._staged.total += len(rows)
+        self._parts.add_block(data, rows)
+        self._first_staged()
+
     def block(self, block: Block) -> None:
         """A worker's block, taken as it is."""
         staged = self._staged
@@ -189,7 +220,7 @@ class _Direct:
         if block.errors:
             self._errors.write(block.errors)
         if block.rows:
-            self._parts.add_block(block.staged, block.rows, block.lengths)
+            self._parts.add_block(block.staged, block.rows)
             self._first_staged()
 
     def _first_staged(self) -> None:
@@ -207,12 +238,11 @@ def _count_rejected(staged: Staged, reason: str, message: str) -> None:
 
 @dataclass(slots=True)
 class Block:
-    """What a worker made of a block of lines: its staged lines (one after another, with their rows and
-    lengths), its error lines, and what its accepted lines added to the schema it was sent with."""
+    """What a worker made of a block of lines: its staged lines (one after another, with their rows), its error
+    lines, and what its accepted lines added to the schema it was sent with."""
 
     staged: bytearray | bytes = field(default_factory=bytearray)
     rows: array = field(default_factory=lambda: array("q"))
-    lengths: array = field(default_factory=lambda: array("q"))
     errors: bytearray | bytes = field(default_factory=bytearray)
     by_reason: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
@@ -223,7 +253,10 @@ class Block:
     def staged_line(self, line: bytes, row: int) -> None:
         self.staged += line
         self.rows.append(row)
-        self.lengths.append(len(line))
+
+    def staged_lines(self, data: bytes, rows: range) -> None:
+        self.staged += data
+        self.rows.extend(rows)
 
     def rejected(self, line: bytes, reason: str, message: str) -> None:
         self.errors += line
@@ -236,7 +269,7 @@ class Block:
     def __reduce_ex__(self, protocol: int) -> tuple:
         # The staged lines go out of band when the pickler takes buffers (`workers.send`); the error lines are few.
         return _block, (pickle.PickleBuffer(self.staged) if protocol >= 5 else bytes(self.staged), self.rows,
-                        self.lengths, bytes(self.errors), self.by_reason, self.samples, self.added,
+                        bytes(self.errors), self.by_reason, self.samples, self.added,
                         self.schema_bound, self.validator)
 
 
@@ -288,25 +321,114 @@ def _stage_lines(numbered: Iterable[tuple[int, bytes]], validator: LineValidator
         sink.staged_line(line, row)
 
 
+def _line_ends(data: bytes | bytearray) -> list[int]:
+    """Where each line of `data` (staged lines, each ending in its newline, none inside) ends."""
+    ends, find = [], data.find
+    at = find(b"\n")
+    while at >= 0:
+        ends.append(at + 1)
+        at = find(b"\n", at + 1)
+    return ends
+
+
+class _Runs:
+    """`_stage_lines` over whole lines, taking runs of lines of one known shape side by side
+    (`KnownShapes.staged_run`): a few C calls per string of the shape for a run, where one by one each line costs
+    a few Python steps per string. A run that is not all of one known shape is tried again halved, down to
+    RUN_MIN_BYTES, whose lines then go one by one; after a run taken whole, the next may be twice as long. Where
+    the shortest runs keep failing (lines of several shapes in turn), fewer are tried: after each failure but the
+    first in a row, twice as many runs as after the one before (up to RUN_BACKOFF) go line by line untried."""
+
+    def __init__(self, validator: LineValidator, shapes: KnownShapes, max_bytes: int, sink: Any) -> None:
+        self.validator, self.shapes, self.max_bytes, self.sink = validator, shapes, max_bytes, sink
+        self._size = RUN_BYTES
+        self._backoff = self._untried = 0  # after a shortest run failed: runs to leave untried, and those left
+        self.taken = 0  # lines staged in runs
+
+    def stage(self, first: int, data: bytes, start: int = 0, end: int | None = None) -> int:
+        """Stage the lines of data[start:end] (whole lines, none longer than LONG_LINE_BYTES; the lines
+        `iter_lines` would give), the first of them line `first` of the file. Returns how many lines they are."""
+        end = len(data) if end is None else end
+        if end <= start:
+            return 0
+        if data[end - 1] == 10:  # the lines are those of data[start:end] before its last newline, split at newlines
+            end -= 1
+        shapes, at, row = self.shapes, start, first
+        while True:
+            cut = data.find(b"\n", min(at + self._size, end), end)  # the run ends at a line's end, `size` bytes on
+            stop = end if cut < 0 else cut
+            run = data[at:stop]
+            staged, tried = None, False
+            if self._untried:
+                self._untried -= 1
+            elif shapes.on:
+                staged, tried = shapes.staged_run(row, run, self.max_bytes), True
+                if staged is None and self._size > RUN_MIN_BYTES and b"\n" in run:
+                    self._size //= 2
+                    continue
+            if staged is not None:
+                self.sink.staged_lines(*staged)
+                row += len(staged[1])
+                self.taken += len(staged[1])
+                self._size = min(self._size * 2, RUN_BYTES)
+                self._backoff = 0
+            else:
+                if tried:  # a shortest run failed: the next is tried at once, after another failure fewer are
+                    self._untried, self._backoff = self._backoff, min(self._backoff * 2 or 1, RUN_BACKOFF)
+                lines = run.split(b"\n")
+                _stage_lines(enumerate(lines, row), self.validator, shapes, self.max_bytes, self.sink)
+                row += len(lines)
+            if stop >= end:
+                return row - first
+            at = stop + 1
+
+
 def stage_block(first: int, data: Any, validator: LineValidator, max_bytes: int) -> Block:
     """In a worker: the lines of `data` (whole lines, the first of them line `first` of the file) validated
     against `validator` (the file's schema when the block was sent) and staged."""
     block = Block()
     changes = validator.changes
-    _stage_lines(_numbered(first, data), validator, KnownShapes(), max_bytes, block)
+    _Runs(validator, KnownShapes(), max_bytes, block).stage(first, bytes(data))
     block.added = validator.added()
     if validator.changes != changes:
         block.validator = validator
     return block
 
 
-def _numbered(first: int, data: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
-    """The lines of a block (whole lines, none longer than LONG_LINE_BYTES), numbered from `first`: what
-    `iter_lines` gives, with one copy of the block's bytes, not three."""
-    lines = bytes(data).split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # the block ends with a newline: no line after it
-    return enumerate(lines, first)
+def _stage_stream(source: IO[bytes], validator: LineValidator, shapes: KnownShapes, max_bytes: int,
+                  sink: Any) -> None:
+    """`_stage_lines` over every line of `source`, the whole lines of each read at once (`_Runs`), each taken
+    from the read itself; from a line longer than LONG_LINE_BYTES on, line by line, as `iter_lines` gives them."""
+    runs = _Runs(validator, shapes, max_bytes, sink)
+    row, pending, held = 1, [], 0  # pending: the pieces of a line begun in earlier reads
+    while True:
+        chunk = source.read(READ_SIZE)
+        if not chunk:
+            if pending:  # the last line, without a newline
+                runs.stage(row, b"".join(pending))
+            return
+        start = 0
+        if pending:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                pending.append(chunk)
+                held += len(chunk)
+                if held > LONG_LINE_BYTES:
+                    _stage_lines(enumerate(iter_lines(Prefixed(b"".join(pending), source)), row), validator, shapes,
+                                 max_bytes, sink)
+                    return
+                continue
+            pending.append(chunk[:cut + 1])
+            row += runs.stage(row, b"".join(pending))
+            pending, held, start = [], 0, cut + 1
+        end = chunk.rfind(b"\n", start) + 1  # whole lines only; the rest waits for the next read
+        if end > start:
+            row += runs.stage(row, chunk, start, end)
+        else:
+            end = start
+        if end < len(chunk):
+            pending.append(chunk[end:])
+            held += len(chunk) - end
 
 
 def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: int | None = None) -> Staged:
@@ -329,12 +451,12 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
             # worker costs by its bytes: long lines are validated here as fast as they can be handed out.
             head = source.read(READ_SIZE)
             source = Prefixed(head, source)
-            if len(head) <= SHORT_LINE_BYTES * max(1, head.count(b"\n")) and \
+            if len(head) <= SHORT_LINE_BYTES * max(1, head.count(b"\n")) and not _runs_take(head, max_bytes) and \
                     workers.team_lock.acquire(blocking=False):
                 stack.callback(workers.team_lock.release)
                 team = workers.team(processes, (__name__,))
         if team is None:
-            _stage_lines(enumerate(iter_lines(source), 1), validator, KnownShapes(), max_bytes, sink)
+            _stage_stream(source, validator, KnownShapes(), max_bytes, sink)
         else:
             try:
                 _stage_in_blocks(team, source, validator, max_bytes, sink)
@@ -355,6 +477,17 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
     staged.read_seconds = reading.seconds
     staged.seconds = time.perf_counter() - started
     return staged
+
+
+def _runs_take(head: bytes, max_bytes: int) -> bool:
+    """Whether runs of a known shape (`_Runs`) take most of the whole lines of `head`, the input's first read,
+    staged alone (against a schema of its own, everything it writes dropped). Then the input is staged here: a
+    line taken in a run costs less than handing it to a worker and taking it back. Lines of several shapes in
+    turn (or of shapes that change from line to line) go one by one, at a few microseconds a line: workers pay."""
+    lines = head.count(b"\n", 0, head.rfind(b"\n") + 1)
+    runs = _Runs(LineValidator(), KnownShapes(), max_bytes, Block())
+    runs.stage(1, head, 0, head.rfind(b"\n") + 1)
+    return runs.taken > 0 and runs.taken >= lines * RUNS_TAKE_SHARE  # (a read of no whole line tells nothing)
 
 
 def _stage_in_blocks(team: workers.Team, source: IO[bytes], validator: LineValidator, max_bytes: int,
@@ -380,7 +513,7 @@ def _stage_in_blocks(team: workers.Team, source: IO[bytes], validator: LineValid
         elif not block.schema_bound and current.holds(block.added):
             sink.block(block)
         else:
-            _stage_lines(_numbered(first, data), current, KnownShapes(), max_bytes, sink)
+            _Runs(current, KnownShapes(), max_bytes, sink).stage(first, data)
     if blocks.rest is not None:  # a line too long for a block: the rest of the file in one pass, here
         first, stream = blocks.rest
         _stage_lines(enumerate(iter_lines(stream), first), schema[0], KnownShapes(), max_bytes, sink)

@@ -27,6 +27,7 @@ from tests.unit.test_unreadable_input import _damaging
 def small_blocks(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(staging, "BLOCK_BYTES", 2000)
+    monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 2.0)  # workers, whatever runs would take (tested apart below)
     workers.discard()  # an earlier test in this process may have left the instance's workers (they are kept)
     yield
     workers.discard()
@@ -124,6 +125,22 @@ def test_long_lines_are_validated_here():
     data = b"\n".join([line] * 200)
     assert _staged(data, 2) == _staged(data, 1)
     assert workers._TEAM is None
+
+
+@pytest.mark.parametrize(("shapes", "team"), [(1, False), (3, True)], ids=["one-shape", "shapes-in-turn"])
+def test_short_lines_go_to_the_workers_unless_runs_of_one_shape_take_them(shapes: int, team: bool,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    # Lines of one shape are taken in runs, faster here than handed out; lines of three shapes in turn go to the
+    # workers, which pay for lines staged one by one.
+    monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
+    monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
+    rnd = random.Random(3)
+    data = b"\n".join(orjson.dumps({"key": f"q-{row}", "request": {
+        "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(["a", "b", "c"], k=20))}]}],
+        **({"systemInstruction": {"parts": [{"text": "be brief"}]}} if row % shapes == 1 else {}),
+        **({"generationConfig": {"temperature": 0.5}} if row % shapes == 2 else {})}}) for row in range(3000))
+    one = _staged(data, 1)
+    assert _staged(data, 2) == one and (workers._TEAM is not None) == team
 
 
 def test_an_input_damaged_partway_is_staged_by_the_workers_as_in_one_pass():

@@ -86,19 +86,33 @@ def _file(rnd: random.Random, rows: int, hostile: float) -> bytes:
     return b"\n".join(lines) + rnd.choice([b"", b"\n"])
 
 
-def _stage(data: bytes, monkeypatch: pytest.MonkeyPatch, *, known: bool, max_bytes: int) -> tuple:
-    """What staging `data` wrote and counted; and how many lines took the known path."""
+def _stage(data: bytes, monkeypatch: pytest.MonkeyPatch, *, known: bool, max_bytes: int,
+           runs: bool = True, run_bytes: tuple[int, int] = (600, 100), read_size: int | None = None) -> tuple:
+    """What staging `data` wrote and counted; and how many lines took the known path (one by one, or in runs of
+    lines side by side unless `runs` is false; `run_bytes`: the longest and shortest run tried, short here so
+    that the files of these tests have many runs, and runs that fail)."""
     hits = []
     with monkeypatch.context() as m:
-        real = KnownShapes.staged_line
+        m.setattr(staging, "RUN_BYTES", run_bytes[0])
+        m.setattr(staging, "RUN_MIN_BYTES", run_bytes[1])
+        if read_size is not None:
+            m.setattr(staging, "READ_SIZE", read_size)
+        real, real_run = KnownShapes.staged_line, KnownShapes.staged_run
         if known:
             def spy(self: KnownShapes, row: int, raw: bytes) -> bytes | None:
                 line = real(self, row, raw)
                 hits.append(line is not None)
                 return line
+
+            def spy_run(self: KnownShapes, row: int, run: bytes, max_bytes: int) -> tuple | None:
+                staged = real_run(self, row, run, max_bytes) if runs else None
+                hits.extend([True] * (len(staged[1]) if staged is not None else 0))
+                return staged
             m.setattr(KnownShapes, "staged_line", spy)
+            m.setattr(KnownShapes, "staged_run", spy_run)
         else:
             m.setattr(KnownShapes, "staged_line", lambda self, row, raw: None)
+            m.setattr(KnownShapes, "staged_run", lambda self, row, run, max_bytes: None)
         p, store, _, _ = make_pipeline(MAX_BYTES_PER_JOB=max_bytes, MAX_ROWS_PER_JOB=50)
         generation = store.write_bytes("in-bucket", "incoming/q.jsonl", data)
         staged = staging.stage(p, "r1", "in-bucket", "incoming/q.jsonl", generation)

@@ -58,6 +58,7 @@ def _written(data: bytes, monkeypatch: pytest.MonkeyPatch, *, team: _Team | None
             m.setattr(staging, "LineValidator", functools.partial(validation.LineValidator, max_columns=max_columns))
         if team is not None:
             m.setattr(staging, "PARALLEL_MIN_BYTES", 0)
+            m.setattr(staging, "RUNS_TAKE_SHARE", 2.0)  # the blocks go to the team, whatever runs would take
             m.setattr(staging, "SHORT_LINE_BYTES", 1 << 30)
             m.setattr(staging, "BLOCK_BYTES", block_bytes)
             m.setattr(workers, "team", lambda size, preload: team)
@@ -179,8 +180,8 @@ def test_a_block_crosses_the_pipe_with_its_lines_out_of_band():
     data = pickle.dumps(block, protocol=5, buffer_callback=buffers.append)
     assert len(buffers) == 1 and len(data) < len(block.staged)  # the staged lines follow the pickle
     got = pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
-    assert (got.staged, list(got.rows), list(got.lengths), got.errors, got.by_reason, got.added) == \
-        (block.staged, list(block.rows), list(block.lengths), block.errors, block.by_reason, block.added)
+    assert (got.staged, list(got.rows), got.errors, got.by_reason, got.added) == \
+        (block.staged, list(block.rows), block.errors, block.by_reason, block.added)
     assert got.validator.schema == block.validator.schema
 
 
@@ -210,6 +211,7 @@ def test_submit_hands_the_uploads_size_on_and_a_run_staged_in_blocks_accounts_fo
     team = _Team(4)
     monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 1000)
     monkeypatch.setattr(staging, "SHORT_LINE_BYTES", 1 << 30)
+    monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 2.0)
     monkeypatch.setattr(staging, "BLOCK_BYTES", 500)
     monkeypatch.setattr(workers, "team", lambda size, preload: team)
     p, store, vertex, publisher = make_pipeline(MAX_ROWS_PER_JOB=40, SUBMIT_WORKERS=2)

@@ -1,0 +1,113 @@
+"""Runs of lines of one known shape, staged side by side, write and count what staging each line alone writes.
+
+`KnownShapes.staged_run` takes a run only when `staged_line` would stage every line of it by the shape of its first
+line (`shared/known_shapes.py`, `_Columns`); any other run is tried again halved, and at the shortest its lines go
+one by one (`shared/staging.py`, `_Runs`). These tests stage the same file three ways, with runs, with lines one by
+one (by a known shape or in full), and in full only, and compare everything staging wrote (every part file, the
+errors file) and counted. The files repeat a shape for dozens of lines, as real files do, with lines among them
+that must not be taken: every kind of string tests/unit/test_known_shapes.py tries in every slot, bytes put in or
+taken out, blank lines, BOMs, CRLF ends, numeric-looking values, staged lines over the part's byte limit. Runs are
+made short (hundreds of bytes) and reads small, so a file has many runs, many fail, and lines run across reads.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared import staging
+from shared.rowsums import RowSums
+from tests.unit.test_known_shapes import COMMON, MUTATIONS, STRINGS, TEMPLATES, _fill, _stage
+
+
+def _runs_file(rnd: random.Random, rows: int, hostile: float) -> bytes:
+    """Lines that keep one shape for a while (a new one now and then), a share of them hostile."""
+    lines, template = [], rnd.choice(TEMPLATES)
+    for _ in range(rows):
+        if rnd.random() < 0.03:
+            template = rnd.choice(TEMPLATES)
+        if rnd.random() < hostile / 4:
+            lines.append(rnd.choice([b"", b"  ", b"\t", b"{}", b"not json"]))
+            continue
+        line = _fill(template, rnd, STRINGS if rnd.random() < hostile else COMMON, [b"user", b"model"])
+        if rnd.random() < hostile / 2:
+            at = rnd.randrange(len(line))
+            line = line[:at] + (rnd.choice(MUTATIONS) if rnd.random() < 0.7 else b"") + line[at + 1:]
+        lines.append(line)
+    if rnd.random() < 0.3:
+        lines[0] = b"\xef\xbb\xbf" + lines[0]
+    return b"\n".join(lines) + rnd.choice([b"", b"\n", b"\n\n"])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_runs_stage_what_lines_one_by_one_stage(seed: int, monkeypatch: pytest.MonkeyPatch):
+    rnd = random.Random(seed)
+    data = _runs_file(rnd, 600, hostile=rnd.choice([0.0, 0.01, 0.05, 0.3]))
+    max_bytes = rnd.choice([1024, 1400, 1 << 20])
+    run_bytes = rnd.choice([(300, 40), (2000, 200), (8000, 100), (1 << 18, 1 << 14)])
+    read_size = rnd.choice([None, 64, 333, 4096])
+    runs, hits = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, run_bytes=run_bytes,
+                        read_size=read_size)
+    one_by_one, _ = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, runs=False, read_size=read_size)
+    full, _ = _stage(data, monkeypatch, known=False, max_bytes=max_bytes)
+    assert runs == one_by_one == full
+
+
+def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(monkeypatch: pytest.MonkeyPatch):
+    # So the comparisons above are between runs and lines one by one, not between two ways of one by one.
+    rnd = random.Random(5)
+    lines, template = [], TEMPLATES[0]
+    for _ in range(3000):
+        if rnd.random() < 0.03:
+            template = TEMPLATES[rnd.choice([0, 1, 5, 6, 10])]  # compact and spaced, with and without a role
+        lines.append(_fill(template, rnd, COMMON, [b"user"]))  # (a run of one role: the role is in the shape)
+    data = b"\n".join(lines)
+    taken = []
+    real = staging.KnownShapes.staged_run
+
+    def counted(self, row, run, max_bytes):
+        staged = real(self, row, run, max_bytes)
+        taken.append(len(staged[1]) if staged is not None else 0)
+        return staged
+    monkeypatch.setattr(staging.KnownShapes, "staged_run", counted)
+    (total, _, failed, _, _), _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
+    assert total == 3000 and not failed
+    assert sum(taken) > 2500
+
+
+@pytest.mark.parametrize("string", STRINGS)
+def test_a_string_in_the_middle_of_a_run_gets_the_verdict_it_gets_alone(string: bytes,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    # Each slot of each shape, in the middle of a run of the shape long enough to be tried whole.
+    for template in TEMPLATES:
+        rnd = random.Random(4)
+        taught = [_fill(template, rnd, [b"plain text", b"more"], [b"user"]) for _ in range(12)]
+        slots = template.count(b'"S"')
+        for slot in range(slots):
+            line = template
+            for n in range(slots):
+                line = line.replace(b'"S"', b'"%b"' % (string if n == slot else b"plain text"), 1)
+            data = b"\n".join([*taught, _fill(line, rnd, [b"plain text"], [b"user"]), *taught])
+            runs, _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(1 << 16, 64))
+            assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0], (template, slot)
+
+
+def test_lines_longer_than_a_block_are_staged_one_by_one_after_the_runs(monkeypatch: pytest.MonkeyPatch):
+    rnd = random.Random(9)
+    short = [_fill(TEMPLATES[0], rnd, COMMON, [b"user"]) for _ in range(40)]
+    long = TEMPLATES[0].replace(b'"S"', b'"%b"' % (b"y" * 5000), 1)
+    data = b"\n".join([*short, _fill(long, rnd, COMMON, [b"user"]), *short, b"", b"{"])
+    monkeypatch.setattr(staging, "LONG_LINE_BYTES", 3000)
+    for read_size in (100, 1000, 1 << 20):
+        runs, _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, read_size=read_size)
+        assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0], read_size
+
+
+@pytest.mark.parametrize("rows", [range(0), range(5, 5), range(0, 1), range(0, 7), range(3, 1000), range(10 ** 12,
+                                                                                                       10 ** 12 + 9)])
+def test_row_sums_of_consecutive_rows_are_the_sums_of_each_row(rows: range):
+    closed, each = RowSums(), RowSums()
+    closed.update(rows)
+    each.update(list(rows))
+    assert (closed.count, closed.total, closed.squares) == (each.count, each.total, each.squares)
