@@ -203,13 +203,15 @@ class _Columns:
         self.between = [(j, pieces[j]) for j in range(2, self.quotes, 2)]
         self.whole = list(zip(whole, strings, strict=True))
         self.values = values
-        # A staged line as `joining.staged_line_spliced` writes it: the row id, then fixed bytes and the line's
-        # strings in turn. The key's JSON sits in a string, as orjson spells it: its quotes escaped (here, once,
-        # in its fixed bytes), and the backslashes of its strings' escapes (in `staged`, where a run has any).
+        # A staged line as `joining.staged_line_spliced` writes it: the row id, then fixed bytes (the shape's bytes
+        # between strings as orjson spells them, and the strings it keeps whole) and the line's other strings in
+        # turn. The key's JSON sits in a string, as orjson spells it: its quotes and backslashes escaped (here, once,
+        # in its fixed bytes; in `staged`, in its strings that differ from line to line, where a run has any).
+        constant = dict(self.whole)
         template: list[bytes | int] = []
         if key is not None:
-            template += [b'"gbp_key":"k', *_spelled(key, b'\\"'), b'",']
-        template += [b'"request":', *_spelled(request, b'"'), b"}\n"]
+            template += [b'"gbp_key":"k', *_spelled(key, constant, escaped=True), b'",']
+        template += [b'"request":', *_spelled(request, constant, escaped=False), b"}\n"]
         merged: list[bytes | int] = []
         for item in template:  # adjacent fixed bytes as one
             if merged and type(item) is bytes and type(merged[-1]) is bytes:
@@ -217,7 +219,7 @@ class _Columns:
             else:
                 merged.append(item)
         self.template = merged
-        self.key_strings = list(range(key.first + 1, key.last, 2)) if key is not None else []
+        self.key_strings = [j for j in range(key.first + 1, key.last, 2) if j not in constant] if key else []
 
     def staged(self, first_row: int, run: bytes, max_bytes: int) -> tuple[bytes, range] | None:
         """The staged lines of `run` (lines joined by newlines, the first of them row `first_row`) and their rows;
@@ -268,13 +270,15 @@ class _Columns:
         return staged, rows
 
 
-def _spelled(value: _Value, quote: bytes) -> list[bytes | int]:
-    """`value.spelled` as a template: its fixed bytes and, between them, the index of each of its strings, with
-    `quote` for each quote (escaped, in a key)."""
-    fixed = [b.replace(b'"', quote) for b in value.between]
-    out: list[bytes | int] = [fixed[0]]
+def _spelled(value: _Value, constant: dict[int, bytes], *, escaped: bool) -> list[bytes | int]:
+    """`value.spelled` as a template: fixed bytes (those between its strings, and the strings in `constant`) and,
+    between them, the index of each other string; `escaped`: as in a JSON string (quotes and backslashes)."""
+    def fixed(text: bytes) -> bytes:
+        return text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') if escaped else text
+    quote = fixed(b'"')
+    out: list[bytes | int] = [fixed(value.between[0])]
     for n, j in enumerate(range(value.first + 1, value.last, 2), 1):
-        out += [quote, j, quote, fixed[n]]
+        out += [quote, fixed(constant[j]) if j in constant else j, quote, fixed(value.between[n])]
     return out
 
 

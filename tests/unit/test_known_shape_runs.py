@@ -20,13 +20,19 @@ from shared import staging
 from shared.rowsums import RowSums
 from tests.unit.test_known_shapes import COMMON, MUTATIONS, STRINGS, TEMPLATES, _fill, _stage
 
+# Keys whose JSON holds strings kept whole (key names, escapes among them), spelled again inside the staged line's
+# string of the key.
+KEYED = [b'{"key":{"K":"S","K":["S",1]},"request":{"contents":[{"role":"R","parts":[{"text":"S"}]}]}}',
+         b'{"key": {"K": {"K": "S"}}, "request": {"contents": [{"parts": [{"text": "S"}]}]}}']
+
 
 def _runs_file(rnd: random.Random, rows: int, hostile: float) -> bytes:
     """Lines that keep one shape for a while (a new one now and then), a share of them hostile."""
-    lines, template = [], rnd.choice(TEMPLATES)
+    templates = TEMPLATES + KEYED
+    lines, template = [], rnd.choice(templates)
     for _ in range(rows):
         if rnd.random() < 0.03:
-            template = rnd.choice(TEMPLATES)
+            template = rnd.choice(templates)
         if rnd.random() < hostile / 4:
             lines.append(rnd.choice([b"", b"  ", b"\t", b"{}", b"not json"]))
             continue
