@@ -6,9 +6,11 @@
    (`bench/measure.py`), so each peak RSS is that case's alone (with collect's worker processes counted). Collect
    runs with its workers (one per CPU) and again on one core (COLLECT_WORKERS=1), and both again on short lines
    (200,000 rows of ~900-byte predictions, the end-to-end run's shape), for their memory: what collect holds
-   goes with a part's rows as much as with its bytes. Validate runs with its workers (one per CPU; they take
-   an input of short lines only) and on one core (SUBMIT_WORKERS=1), and both again on those rows' ~300-byte
-   requests, where what a line costs whatever its length weighs more than its bytes.
+   goes with a part's rows as much as with its bytes. Validate runs as submit runs it and on one core
+   (SUBMIT_WORKERS=1), and both again on those rows' ~300-byte requests, where what a line costs whatever its
+   length weighs more than its bytes; lines of one shape in a row are staged side by side in runs, so these two
+   inputs are validated in one pass either way. Both run again on the same short lines in three shapes in turn,
+   which runs do not take: submit validates those with its workers (one per CPU).
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
@@ -54,6 +56,7 @@ TARGETS = (
 RSS_LIMIT_MB = 256
 SHORT = "collect, short lines"
 SHORT_VALIDATE = "validate, short lines"
+MIXED_VALIDATE = "validate, short lines of three shapes in turn"
 SHORT_ROWS = 200_000  # the most rows a part holds (MAX_ROWS_PER_JOB)
 LABELS = {
     "postprocess": "batchctl postprocess (results, errors, report)",
@@ -118,8 +121,11 @@ def prepare(work: Path, mb: float) -> dict[str, Path]:
     short = work / "short-input.jsonl"
     e2e.write_input(short, min(SHORT_ROWS, max(100, int(SHORT_ROWS * mb / 200))))
     short_staged, short_preds = _predicted(short, work, "short-", None)
+    mixed = work / "mixed-input.jsonl"
+    inputs.shapes_in_turn(short, mixed)
     return {"input": source, "staged": staged, "predictions": preds,
-            "short-input": short, "short-staged": short_staged, "short-predictions": short_preds}
+            "short-input": short, "short-staged": short_staged, "short-predictions": short_preds,
+            "mixed-input": mixed}
 
 
 def _predicted(source: Path, work: Path, prefix: str, mb: float | None) -> tuple[Path, Path]:
@@ -144,6 +150,7 @@ def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
              for case in ("postprocess", "postprocess-1")]
     plan += [("validate", case, files["input"], ()) for case in ("validate", "validate-1", "parse-only")]
     plan += [(SHORT_VALIDATE, case, files["short-input"], ()) for case in ("validate", "validate-1", "parse-only")]
+    plan += [(MIXED_VALIDATE, case, files["mixed-input"], ()) for case in ("validate", "validate-1", "parse-only")]
     for what, case, source, extra in plan:
         got = _measure(case, source, work / "case", repeat, *extra)
         mb = source.stat().st_size / 1e6

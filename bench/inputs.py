@@ -38,3 +38,21 @@ def input_file(path: Path, mb: float, seed: int = 7) -> int:
             size += len(line)
             rows += 1
     return rows
+
+
+def shapes_in_turn(source: Path, path: Path) -> int:
+    """`source`'s lines, every second and third of each three given another shape: a system instruction, or two
+    more turns of the conversation. Lines of several shapes in turn are not staged in runs (`shared/staging.py`):
+    submit validates such an input of short lines one line at a time, with its workers. Returns the rows."""
+    rows = 0
+    with open(source, "rb") as lines, open(path, "wb") as out:
+        for rows, raw in enumerate(lines, 1):
+            line = orjson.loads(raw)
+            request = line["request"]
+            if rows % 3 == 2:
+                request["systemInstruction"] = {"parts": [{"text": "Answer briefly."}]}
+            elif rows % 3 == 0:
+                request["contents"] += [{"role": "model", "parts": [{"text": "Noted."}]},
+                                        {"role": "user", "parts": [{"text": "And in one sentence?"}]}]
+            out.write(orjson.dumps(line) + b"\n")
+    return rows

@@ -11,8 +11,8 @@ download or buffer):
 * collect: `collect.handle_job_finished` of one part whose job output is the predictions object, through to
   the run's results, errors and report (the compose runs in the storage, as in the cloud);
 * validate: `staging.stage` of the input object (given its size, as submit gives it), staged parts
-  written back; with `--short-input`, that input of short lines too, which submit validates with worker
-  processes, with them and on one core.
+  written back; with `--short-input`, that input of short lines too, as submit runs it (with its worker
+  processes where runs of one shape do not take the lines: `shared/staging.py`) and on one core.
 
     python -m bench.through_storage --predictions P --staged S --input I [--short-input I2] [--repeat 2]
 
@@ -123,8 +123,8 @@ SHORT = "validate, short lines"
 def run(predictions: Path, staged: Path, source: Path, repeat: int = 2, short_source: Path | None = None) \
         -> list[dict]:
     """Rows: (path, case, MB, seconds, MB/s, note), each the best of `repeat`; collect with its workers and on
-    one core; validate as submit runs it, and with `short_source` (an input of short lines, which submit hands
-    to its workers) that input too, with its workers and on one core."""
+    one core; validate as submit runs it, and with `short_source` (an input of short lines) that input too, as
+    submit runs it and on one core."""
     with limited_storage(BUCKET) as (client, store, _):
         _upload(store, "incoming/input.jsonl", source)
         _upload(store, "raw/predictions.jsonl", predictions)

@@ -50,9 +50,11 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
         assert cases[("collect, short lines", case)]["peak_rss_mb"] > 0
     for case in ("validate", "validate-1"):
         assert cases[("validate, short lines", case)]["note"].startswith("300 valid"), cases
+        assert cases[("validate, short lines of three shapes in turn", case)]["note"].startswith("300 valid"), cases
         assert cases[("validate", case)]["peak_rss_mb"] > 0
     assert cases[("validate, short lines", "parse-only")]["seconds"] is not None
-    assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 8
+    assert cases[("validate, short lines of three shapes in turn", "parse-only")]["seconds"] is not None
+    assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 10
     assert "| check |" in done.stdout
     storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
     assert storage[("collect", "raw download")]["seconds"] > 0
