@@ -37,7 +37,9 @@ one slice assignment; the JSON, UTF-8 and escape checks run once over the run's 
 checks runs against lines one by one and against the full path. One core, the bench's lines (`python -m
 bench.measure validate-1`, interleaved with the code before runs): 200 MB of ~4.6 KB lines 0.83-0.85 s -> 0.55-0.60
 s; 200,000 short lines 1.67-2.01 s -> 0.64-0.83 s; on the ~4.6 KB lines, ~8.6 us a line against ~10.9 one by one
-(in memory), of which splitting at quotes ~2.8, msgspec's check ~1.7 and the UTF-8 decode ~1.8.
+(in memory), of which splitting at quotes ~2.8, msgspec's check ~1.7 and the UTF-8 decode ~1.8. A shape whose key is
+an integer (a row number) is taken in runs too, its key matched by one pattern a line: 200,000 short lines with
+row-number keys 1.97-3.01 s one by one -> 0.52-0.54 s.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ _ORJSON_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,17}")
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 _ROW_HEAD = b'{"' + joining.ROW_FIELD.encode() + b'":"r%d",'  # a staged line's start, as joining writes it
+_KEY_DIGITS = -1  # in a `_Columns` template: where each line's integer key goes
 _MAX_SHAPES = 256  # forgotten all at once past this: a file has a few shapes, or too many to keep
 _MAX_ALIKE = 8  # shapes kept with the same bytes between strings (each is tried in turn)
 _MAX_SHAPE_BYTES = 4096  # of strings kept whole: a shape with more (long keys) is not kept
@@ -160,10 +163,8 @@ class _Shape:
         self.numeric = tuple(_is_numeric(text) for text in self.values(pieces))
         self.plain = bool(self.numeric) and not any(self.numeric)  # values, none of them read as a number
         self.request, self.key = request, key
-        # Runs of lines of the shape are staged side by side (`_Columns`) when no value is numeric and the key is
-        # not an integer (which sits between strings, so differs there from line to line).
-        self.columns = None if any(self.numeric) or isinstance(key, _IntegerKey) else \
-            _Columns(pieces, whole, self.strings, values, request, key)
+        # Runs of lines of the shape are staged side by side (`_Columns`) when no value is numeric.
+        self.columns = None if any(self.numeric) else _Columns(pieces, whole, self.strings, values, request, key)
 
     def matches(self, pieces: list[bytes]) -> bool:
         """Whether a line with the same bytes between strings has this shape."""
@@ -191,16 +192,32 @@ class _Columns:
     piece j of line i is at i * K + j, and each string (or piece between strings) of the shape is one slice of
     the run's pieces, checked with one count or min and written with one slice assignment. A run of N lines split
     into N * K + 1 pieces whose N - 1 seams are the shape's holds its N - 1 newlines in the seams only (the
-    shape's own pieces hold none), so each line has its K quotes where the shape has them."""
+    shape's own pieces hold none), so each line has its K quotes where the shape has them.
 
-    __slots__ = ("quotes", "head", "tail", "seam", "between", "whole", "values", "template", "key_strings")
+    A "key" that is an integer sits between strings, so that piece differs from line to line (and, when it is the
+    line's last, so do the seams): each line's piece there is matched whole by a pattern of the shape's piece with
+    the integer as orjson spells it, one match a line."""
+
+    __slots__ = ("quotes", "head", "tail", "seam", "between", "whole", "values", "template", "key_strings",
+                 "integer")
 
     def __init__(self, pieces: list[bytes], whole: list[int], strings: tuple[bytes, ...], values: list[int],
-                 request: _Value, key: _Value | None) -> None:
-        self.quotes = len(pieces) - 1
+                 request: _Value, key: _Value | _IntegerKey | None) -> None:
+        quotes = self.quotes = len(pieces) - 1
         self.head, self.tail = pieces[0], pieces[-1]
         self.seam = pieces[-1] + b"\n" + pieces[0]
-        self.between = [(j, pieces[j]) for j in range(2, self.quotes, 2)]
+        self.between = [(j, pieces[j]) for j in range(2, quotes, 2)]
+        # (where the integer key is: its piece, and the pattern each line's piece there matches whole)
+        self.integer: tuple[int, re.Pattern[bytes]] | None = None
+        if isinstance(key, _IntegerKey):
+            at = quotes if key.piece < 0 else key.piece
+            found = _INTEGER.search(pieces[at])
+            pattern = re.escape(pieces[at][:found.start()]) + rb"(" + _ORJSON_INTEGER.pattern + rb")" + \
+                re.escape(pieces[at][found.end():])
+            self.integer = (at, re.compile(pattern + (re.escape(b"\n" + pieces[0]) if at == quotes else b"")))
+            self.between = [(j, piece) for j, piece in self.between if j != at]
+            if at == quotes:
+                self.tail = self.seam = None  # matched by the pattern instead
         self.whole = list(zip(whole, strings, strict=True))
         self.values = values
         # A staged line as `joining.staged_line_spliced` writes it: the row id, then fixed bytes (the shape's bytes
@@ -209,7 +226,9 @@ class _Columns:
         # in its fixed bytes; in `staged`, in its strings that differ from line to line, where a run has any).
         constant = dict(self.whole)
         template: list[bytes | int] = []
-        if key is not None:
+        if isinstance(key, _IntegerKey):
+            template += [b'"gbp_key":"k', _KEY_DIGITS, b'",']
+        elif key is not None:
             template += [b'"gbp_key":"k', *_spelled(key, constant, escaped=True), b'",']
         template += [b'"request":', *_spelled(request, constant, escaped=False), b"}\n"]
         merged: list[bytes | int] = []
@@ -219,7 +238,8 @@ class _Columns:
             else:
                 merged.append(item)
         self.template = merged
-        self.key_strings = [j for j in range(key.first + 1, key.last, 2) if j not in constant] if key else []
+        self.key_strings = [j for j in range(key.first + 1, key.last, 2) if j not in constant] \
+            if isinstance(key, _Value) else []
 
     def staged(self, first_row: int, run: bytes, max_bytes: int) -> tuple[bytes, range] | None:
         """The staged lines of `run` (lines joined by newlines, the first of them row `first_row`) and their rows;
@@ -228,8 +248,18 @@ class _Columns:
         pieces = run.split(b'"')
         lines, odd = divmod(len(pieces) - 1, quotes)
         # (No newline is left elsewhere: the shape's pieces hold none, and a string that does fails the JSON check.)
-        if odd or pieces[0] != self.head or pieces[-1] != self.tail or \
-                pieces[quotes:-1:quotes].count(self.seam) != lines - 1:
+        if odd or pieces[0] != self.head:
+            return None
+        digits = None
+        if self.integer is not None:  # each line's integer key, as orjson spells it, where the shape has it
+            at, pattern = self.integer
+            column = pieces[at::quotes] if at < quotes else [*pieces[quotes:-1:quotes], pieces[-1] + b"\n" + self.head]
+            found = list(map(pattern.fullmatch, column))
+            if None in found:
+                return None
+            digits = [match[1] for match in found]
+        if self.seam is not None and \
+                (pieces[-1] != self.tail or pieces[quotes:-1:quotes].count(self.seam) != lines - 1):
             return None
         for j, fixed in self.between:
             if pieces[j::quotes].count(fixed) != lines:
@@ -262,7 +292,10 @@ class _Columns:
         out = [b""] * (lines * width)
         out[0::width] = map(_ROW_HEAD.__mod__, rows)
         for at, item in enumerate(self.template, 1):
-            out[at::width] = [item] * lines if type(item) is bytes else escaped.get(item) or pieces[item::quotes]
+            if type(item) is bytes:
+                out[at::width] = [item] * lines
+            else:
+                out[at::width] = digits if item == _KEY_DIGITS else escaped.get(item) or pieces[item::quotes]
         staged = b"".join(out)
         # Each line is within max_bytes when all of them are (a part's limit, far above a run's bytes).
         if len(staged) > max_bytes and max(map(len, staged.split(b"\n"))) + 1 > max_bytes:
@@ -320,20 +353,8 @@ class KnownShapes:
         if not self._on or type(raw) is not bytes:  # (shapes are dict keys: a bytearray's pieces are not hashable)
             return None
         pieces = raw.split(b'"')
-        between = pieces[0::2]
-        alike = self._shapes.get(tuple(between))
-        if alike is None:
-            for at in self._integer_keys:
-                if -len(between) <= at < len(between):
-                    trial = between.copy()
-                    trial[at] = _INTEGER.sub(b"#", trial[at], 1)
-                    alike = self._shapes.get(tuple(trial))
-                    if alike is not None:
-                        break
-        for shape in alike or ():
-            if shape.matches(pieces):
-                break
-        else:
+        shape = self._shape_of(pieces)
+        if shape is None:
             self._misses += 1
             if self._misses >= _GIVE_UP_MISSES and self._hits < self._misses:
                 self._on = False
@@ -357,6 +378,23 @@ class KnownShapes:
         self._hits += 1
         return joining.staged_line_spliced(row, shape.request.spelled(pieces), key)
 
+    def _shape_of(self, pieces: list[bytes]) -> _Shape | None:
+        """The first learnt shape the line split into `pieces` has (None: none)."""
+        between = pieces[0::2]
+        alike = self._shapes.get(tuple(between))
+        if alike is None:
+            for at in self._integer_keys:
+                if -len(between) <= at < len(between):
+                    trial = between.copy()
+                    trial[at] = _INTEGER.sub(b"#", trial[at], 1)
+                    alike = self._shapes.get(tuple(trial))
+                    if alike is not None:
+                        break
+        for shape in alike or ():
+            if shape.matches(pieces):
+                return shape
+        return None
+
     @property
     def on(self) -> bool:
         """Whether lines are still looked up (a file whose lines all differ in shape stops it)."""
@@ -371,13 +409,8 @@ class KnownShapes:
         if not self._on or type(run) is not bytes:
             return None
         end = run.find(b"\n")
-        pieces = (run if end < 0 else run[:end]).split(b'"')
-        for shape in self._shapes.get(tuple(pieces[0::2])) or ():
-            if shape.matches(pieces):
-                break
-        else:
-            return None
-        if shape.columns is None:
+        shape = self._shape_of((run if end < 0 else run[:end]).split(b'"'))
+        if shape is None or shape.columns is None:
             return None
         staged = shape.columns.staged(first_row, run, max_bytes)
         if staged is not None:

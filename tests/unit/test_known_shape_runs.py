@@ -60,14 +60,20 @@ def test_runs_stage_what_lines_one_by_one_stage(seed: int, monkeypatch: pytest.M
     assert runs == one_by_one == full
 
 
-def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(monkeypatch: pytest.MonkeyPatch):
-    # So the comparisons above are between runs and lines one by one, not between two ways of one by one.
+@pytest.mark.parametrize("templates", [[0, 1, 5, 6, 10], [20], [21], [20, 21, 0, 5]],
+                         ids=["strings", "integer-key", "integer-key-last", "mixed-keys"])
+def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(templates: list[int],
+                                                               monkeypatch: pytest.MonkeyPatch):
+    # So the comparisons above are between runs and lines one by one, not between two ways of one by one. Compact
+    # and spaced shapes, with and without a role, keys that are strings or integers (row numbers, also in the line's
+    # last piece).
     rnd = random.Random(5)
-    lines, template = [], TEMPLATES[0]
-    for _ in range(3000):
+    lines, template = [], TEMPLATES[templates[0]]
+    for row in range(3000):
         if rnd.random() < 0.03:
-            template = TEMPLATES[rnd.choice([0, 1, 5, 6, 10])]  # compact and spaced, with and without a role
-        lines.append(_fill(template, rnd, COMMON, [b"user"]))  # (a run of one role: the role is in the shape)
+            template = TEMPLATES[rnd.choice(templates)]
+        line = template.replace(b"<N>", b"%d" % (row * 7 - 300))  # negative ones too
+        lines.append(_fill(line, rnd, COMMON, [b"user"]))  # (a run of one role: the role is in the shape)
     data = b"\n".join(lines)
     taken = []
     real = staging.KnownShapes.staged_run
@@ -80,6 +86,8 @@ def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(monkeypatch: pyte
     (total, _, failed, _, _), _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
     assert total == 3000 and not failed
     assert sum(taken) > 2500
+    assert _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))[0] == \
+        _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
 
 
 @pytest.mark.parametrize("string", STRINGS)
