@@ -267,10 +267,9 @@ class _Columns:
         for j, text in self.whole:
             if pieces[j::quotes].count(text) != lines:
                 return None
-        numeric = _NUMERIC.fullmatch
         for j in self.values:  # as `_Shape.matches`: no value reads as a number (one that sorts from ":" on does not)
             column = pieces[j::quotes]
-            if min(column) < b":" and any(text[:1] < b":" and numeric(text) is not None for text in column):
+            if min(column) < b":" and any(map(_is_numeric, column)):
                 return None
         escaped = {}  # a key's strings whose backslashes (of escapes) orjson escapes again in the staged line
         for j in self.key_strings:

@@ -421,11 +421,8 @@ def _stage_stream(source: IO[bytes], validator: LineValidator, shapes: KnownShap
             pending.append(chunk[:cut + 1])
             row += runs.stage(row, b"".join(pending))
             pending, held, start = [], 0, cut + 1
-        end = chunk.rfind(b"\n", start) + 1  # whole lines only; the rest waits for the next read
-        if end > start:
-            row += runs.stage(row, chunk, start, end)
-        else:
-            end = start
+        end = max(chunk.rfind(b"\n", start) + 1, start)  # whole lines only; the rest waits for the next read
+        row += runs.stage(row, chunk, start, end)
         if end < len(chunk):
             pending.append(chunk[end:])
             held += len(chunk) - end
@@ -484,9 +481,8 @@ def _runs_take(head: bytes, max_bytes: int) -> bool:
     staged alone (against a schema of its own, everything it writes dropped). Then the input is staged here: a
     line taken in a run costs less than handing it to a worker and taking it back. Lines of several shapes in
     turn (or of shapes that change from line to line) go one by one, at a few microseconds a line: workers pay."""
-    lines = head.count(b"\n", 0, head.rfind(b"\n") + 1)
     runs = _Runs(LineValidator(), KnownShapes(), max_bytes, Block())
-    runs.stage(1, head, 0, head.rfind(b"\n") + 1)
+    lines = runs.stage(1, head, 0, head.rfind(b"\n") + 1)
     return runs.taken > 0 and runs.taken >= lines * RUNS_TAKE_SHARE  # (a read of no whole line tells nothing)
 
 
