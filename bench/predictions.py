@@ -5,6 +5,11 @@ Every staged line comes back once, in shuffled order (Vertex does not keep input
 (half quota errors, half bad requests), the rest with a model response. Lines are read again through their
 offsets, so a 1 GB file is shuffled without holding it.
 
+Lines are spelled as the official output lines of the Vertex reference are: a space after every comma and colon
+between values, the request echo's and the response's keys in sorted order. The local Vertex emulator writes
+compact lines (orjson's); a reader parses either, but whitespace is bytes to go through, so collect is measured
+on the spelling it meets in the cloud.
+
     python -m bench.predictions STAGED... --out PREDICTIONS [--staged-out SUBSET --mb N] [--failed 0.05]
 
 With `--mb`, only the first staged lines that make about N MB of predictions are used, and `--staged-out`
@@ -34,12 +39,37 @@ def _response(rnd: random.Random, row: int) -> dict:
     words = rnd.randint(20, 90)
     prompt, cand = rnd.randint(800, 1600), words * 2
     return {"candidates": [{"avgLogprobs": -0.41 - row % 97 / 1000,
-                            "content": {"role": "model", "parts": [{"text": f"Row {row}. " + _TEXT[: words * 4]}]},
+                            "content": {"parts": [{"text": f"Row {row}. " + _TEXT[: words * 4]}], "role": "model"},
                             "finishReason": "STOP"}],
-            "modelVersion": "gemini-2.5-flash-001", "createTime": "2026-11-21T10:00:00.123456Z",
+            "createTime": "2026-11-21T10:00:00.123456Z", "modelVersion": "gemini-2.5-flash-001",
             "responseId": f"resp-{row:08x}",
-            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": cand,
+            "usageMetadata": {"candidatesTokenCount": cand, "promptTokenCount": prompt,
                               "totalTokenCount": prompt + cand, "trafficType": "ON_DEMAND"}}
+
+
+# Stand-ins for a string's escaped backslashes and quotes while a line is split at its other quotes, and a
+# separator of the pieces between strings: orjson escapes every control character, so none is in its output.
+_BACKSLASHES, _QUOTE, _SEP = b"\x00\x00", b"\x00\x01", b"\x02"
+
+
+def spaced(compact: bytes) -> bytes:
+    """JSON as orjson writes it, with a space after every comma and colon between values (the separators of
+    Python's `json.dumps`). The strings stay as they were: the line is split at its quotes (escaped backslashes
+    and quotes set aside first, pairs before quotes, left to right, as a reader takes them), and only the
+    pieces between strings get spaces."""
+    pairs, quotes = b"\\\\" in compact, b'\\"' in compact
+    if pairs:
+        compact = compact.replace(b"\\\\", _BACKSLASHES)
+    if quotes:
+        compact = compact.replace(b'\\"', _QUOTE)
+    pieces = compact.split(b'"')
+    pieces[::2] = _SEP.join(pieces[::2]).replace(b",", b", ").replace(b":", b": ").split(_SEP)
+    line = b'"'.join(pieces)
+    if quotes:
+        line = line.replace(_QUOTE, b'\\"')
+    if pairs:
+        line = line.replace(_BACKSLASHES, b"\\\\")
+    return line
 
 
 def write(staged: list[Path], out: Path, *, staged_out: Path | None = None, mb: float | None = None,
@@ -69,13 +99,15 @@ def write(staged: list[Path], out: Path, *, staged_out: Path | None = None, mb: 
         for n, start, end in spans:
             record = orjson.loads(maps[n][start:end])
             row = int(record["gbp_row"][1:])
+            if "request" in record:  # echoed with its keys sorted, as the reference's failed line shows it
+                record["request"] = orjson.loads(orjson.dumps(record["request"], option=orjson.OPT_SORT_KEYS))
             if rnd.random() < failed:
                 bad += 1
                 record = {"status": _FAILURES[row % 2], "processed_time": "2026-11-21T10:00:01.5+00:00", **record}
             else:
                 record = {"status": "", "processed_time": "2026-11-21T10:00:01.5+00:00", **record,
                           "response": _response(rnd, row)}
-            sink.write(orjson.dumps(record) + b"\n")
+            sink.write(spaced(orjson.dumps(record)) + b"\n")
     return len(spans), bad
 
 

@@ -4,6 +4,7 @@ No timing is asserted here; the figures are `make bench`'s to report."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,44 @@ def test_the_predictions_script_answers_every_staged_line_once_shuffled_with_som
     assert [line["gbp_row"] for line in lines] != [f"r{i}" for i in range(1, 401)]
     assert 0 < failed == sum(1 for line in lines if line["status"]) < 100
     assert all("response" in line for line in lines if not line["status"])
+
+
+def test_the_predictions_are_spelled_as_the_reference_s_official_lines(tmp_path):
+    staged = tmp_path / "staged.jsonl"
+    staged.write_bytes(b"".join(orjson.dumps({"gbp_row": f"r{i}", "gbp_key": 'k"q\\\\"', "request": {
+        "contents": [{"role": "user", "parts": [{"text": 'a, "b": [c] \\\\" \u00fc'}]}]}}) + b"\n"
+        for i in range(1, 201)))
+    out = tmp_path / "predictions.jsonl"
+    predictions.write([staged], out, failed=0.2)
+    for line in out.read_bytes().splitlines():
+        record = orjson.loads(line)
+        assert line == json.dumps(record, ensure_ascii=False).encode()  # ", " and ": " between values
+        assert list(record)[:2] == ["status", "processed_time"]
+        for key in ("request", "response"):
+            if key in record:  # the echo's and the response's keys sorted, at every level
+                assert record[key] == orjson.loads(orjson.dumps(record[key], option=orjson.OPT_SORT_KEYS))
+                assert orjson.dumps(record[key]) == orjson.dumps(record[key], option=orjson.OPT_SORT_KEYS)
+
+
+def test_spaced_puts_spaces_only_between_values_whatever_the_strings_hold():
+    rnd = random.Random(5)
+    pieces = ['"', "\\", ",", ":", "{", "}", "[", "]", " ", "\n", "\x00", "\x01", "\x02", "\u00e9", "\u2028",
+              'x\\"', "\\\\", '\\\\"', "a"]
+
+    def value(depth: int = 0):
+        kind = rnd.randint(0, 6 if depth < 4 else 3)
+        if kind == 0:
+            return "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 8)))
+        if kind in (1, 2, 3):
+            return rnd.choice([0, -7, 2**63 - 1, 0.5, -1.25, True, False, None])
+        if kind in (4, 5):
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        return {"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 4))): value(depth + 1)
+                for _ in range(rnd.randint(0, 4))}
+
+    for _ in range(20_000):
+        v = value()
+        assert predictions.spaced(orjson.dumps(v)) == json.dumps(v, ensure_ascii=False).encode(), v
 
 
 def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_path):

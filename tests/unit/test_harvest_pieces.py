@@ -4,6 +4,7 @@ pass over every line gives (result bytes, rows seen, failures, counts, tokens, u
 from __future__ import annotations
 
 import io
+import json
 import random
 from array import array
 
@@ -62,6 +63,38 @@ def test_any_cut_into_pieces_gives_what_one_pass_gives(seed):
     for piece_bytes in (97, 331, rnd.randint(500, 5000), len(body) - 1):
         cuts = harvest.spans([("vertex/p.jsonl", len(body))], piece_bytes)
         assert _merged(store, cuts) == whole, piece_bytes
+
+
+def _respelled(raw: bytes, rnd: random.Random, long: bool) -> tuple[bytes, bytes]:
+    """One prediction line two ways: as orjson writes it, and as another writer may (a space after commas and
+    colons as in the reference's official lines, non-ASCII as \\u escapes or not). With `long`, the
+    request echo is long enough for the line to be read field by field."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw, raw
+    if long and isinstance(record, dict) and isinstance(record.get("request"), dict):
+        record["request"]["pad"] = "\u00e9" * 3000
+    other = json.dumps(record, ensure_ascii=rnd.random() < 0.5).encode()
+    return orjson.dumps(record), other
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_how_the_predictions_are_spelled_does_not_change_what_collect_writes(seed):
+    # Our Vertex emulator writes orjson's compact lines; the reference's official lines have spaces after commas
+    # and colons. Whitespace and escapes are the writer's (key order is not: a result line keeps the response's):
+    # the same rows give the same result bytes, failures, counts and tokens, in one pass and in pieces.
+    rnd = random.Random(seed)
+    pairs = [_respelled(raw, rnd, rnd.random() < 0.3) for raw in _predictions(seed).splitlines()]
+    wholes = []
+    for body in (b"\n".join(p[0] for p in pairs), b"\n".join(p[1] for p in pairs)):
+        store = MemoryStore()
+        store.write_bytes("b", "vertex/p.jsonl", body)
+        for piece_bytes in (len(body), 997):
+            got = _merged(store, harvest.spans([("vertex/p.jsonl", len(body))], piece_bytes))
+            wholes.append(got[:5] + (len(got[5]),))  # an unjoinable line's message may say where it broke
+    assert wholes[0][3] > 0 and wholes[0][2] and wholes[0][5]
+    assert wholes[1:] == wholes[:1] * 3
 
 
 def test_one_pass_keeps_the_first_success_and_lets_a_success_replace_a_failure():
