@@ -10,7 +10,7 @@
    (SUBMIT_WORKERS=1), and both again on those rows' ~300-byte requests, where what a line costs whatever its
    length weighs more than its bytes; lines of one shape in a row are staged side by side in runs, so these two
    inputs are validated in one pass either way. Both run again on the same short lines in three shapes in turn,
-   which runs do not take: submit validates those with its workers (one per CPU).
+   which runs take too, by groups of lines of one shape (each of the three has its own count of quotes).
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);

@@ -42,8 +42,8 @@ def input_file(path: Path, mb: float, seed: int = 7) -> int:
 
 def shapes_in_turn(source: Path, path: Path) -> int:
     """`source`'s lines, every second and third of each three given another shape: a system instruction, or two
-    more turns of the conversation. Lines of several shapes in turn are not staged in runs (`shared/staging.py`):
-    submit validates such an input of short lines one line at a time, with its workers. Returns the rows."""
+    more turns of the conversation. Runs of such lines are staged by groups of lines of one shape
+    (`KnownShapes.staged_run`): one line at a time, they took submit's workers. Returns the rows."""
     rows = 0
     with open(source, "rb") as lines, open(path, "wb") as out:
         for rows, raw in enumerate(lines, 1):

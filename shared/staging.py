@@ -1,13 +1,14 @@
 """Validate and stage an uploaded file in one streaming pass: bad lines to the run's validation errors,
 good lines to part files of at most MAX_ROWS_PER_JOB rows and MAX_BYTES_PER_JOB bytes each.
 
-Lines of one known shape in a row are staged side by side (`_Runs`, `KnownShapes.staged_run`), at a fraction
-of a line's cost one by one. A large input of short lines that runs do not take (lines of several shapes in turn)
-is validated in blocks of lines by worker processes (`shared/workers.py`), one per CPU, while this process reads
-the input, hands out the blocks and writes what comes back, in order. Per line, validation one by one is Python
-(a few microseconds a line whatever its length), so one core caps it; two processes on two vCPU validate such
-lines in about 0.6-0.8 of the time. Long lines, and lines runs take, are validated here: handing out their bytes
-costs about what validating them does.
+Lines of known shapes in a row are staged side by side (`_Runs`, `KnownShapes.staged_run`), at a fraction of a
+line's cost one by one: lines of one shape, or of several in any order, each with its own count of quotes. A large
+input of short lines that runs do not take (lines of several shapes with one count of quotes, in turn) is validated
+in blocks of lines by worker processes (`shared/workers.py`), one per CPU, while this process reads the input, hands
+out the blocks and writes what comes back, in order. Per line, validation one by one is Python (a few microseconds a
+line whatever its length), so one core caps it; two processes on two vCPU validate such lines in about 0.6-0.8 of
+the time. Long lines, and lines runs take, are validated here: handing out their bytes costs about what validating
+them does.
 
 What a block gives must be what one pass over every line in order gives: the importer rules (one type per key
 path across the file, at most MAX_COLUMNS key paths) make a line's verdict depend on the lines before it. A
@@ -53,8 +54,8 @@ PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # a smaller input is validated here: star
 # ~300 bytes 1.03-1.04 s against 0.61-0.62 s; 120,000 of ~640 bytes 0.81-1.02 s against 0.47-0.49 s; 60,000 of
 # ~1.1 KB 0.44-0.45 s against 0.33-0.39 s; 43,000 of ~4.6 KB 0.51-0.63 s against 0.75-0.78 s. Starting the workers
 # costs ~0.2 s more, once per instance. With runs, 200,000 short lines of one shape take 0.53-0.89 s here against
-# 0.47-0.63 s with warm workers (and 0.8-1.0 s with cold ones); of three shapes in turn, which runs do not take,
-# 1.65-1.83 s here against 0.99-1.32 s with warm workers.
+# 0.47-0.63 s with warm workers (and 0.8-1.0 s with cold ones); of three shapes in turn, before runs took lines of
+# several shapes, 1.65-1.83 s here against 0.99-1.32 s with warm workers (0.85-0.88 s here since).
 SHORT_LINE_BYTES = 2048
 # Lines of one known shape are staged side by side in runs of up to this many bytes (`_Runs`); a run not all of one
 # known shape is tried again halved, down to RUN_MIN_BYTES, whose lines then go one by one; RUN_BACKOFF: the most
@@ -332,12 +333,13 @@ def _line_ends(data: bytes | bytearray) -> list[int]:
 
 
 class _Runs:
-    """`_stage_lines` over whole lines, taking runs of lines of one known shape side by side
-    (`KnownShapes.staged_run`): a few C calls per string of the shape for a run, where one by one each line costs
-    a few Python steps per string. A run that is not all of one known shape is tried again halved, down to
-    RUN_MIN_BYTES, whose lines then go one by one; after a run taken whole, the next may be twice as long. Where
-    the shortest runs keep failing (lines of several shapes in turn), fewer are tried: after each failure but the
-    first in a row, twice as many runs as after the one before (up to RUN_BACKOFF) go line by line untried."""
+    """`_stage_lines` over whole lines, taking runs of lines of known shapes side by side (`KnownShapes.staged_run`:
+    one shape, or several with their own counts of quotes): a few C calls per string of a shape for a run, where one
+    by one each line costs a few Python steps per string. A run that is not all of known shapes is tried again
+    halved, down to RUN_MIN_BYTES, whose lines then go one by one; after a run taken whole, the next may be twice as
+    long. Where the shortest runs keep failing (lines of several shapes with one count of quotes in turn), fewer are
+    tried: after each failure but the first in a row, twice as many runs as after the one before (up to RUN_BACKOFF)
+    go line by line untried."""
 
     def __init__(self, validator: LineValidator, shapes: KnownShapes, max_bytes: int, sink: Any) -> None:
         self.validator, self.shapes, self.max_bytes, self.sink = validator, shapes, max_bytes, sink

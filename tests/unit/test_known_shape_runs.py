@@ -1,4 +1,4 @@
-"""Runs of lines of one known shape, staged side by side, write and count what staging each line alone writes.
+"""Runs of lines of known shapes, staged side by side, write and count what staging each line alone writes.
 
 `KnownShapes.staged_run` takes a run only when `staged_line` would stage every line of it by the shape of its first
 line (`shared/known_shapes.py`, `_Columns`); any other run is tried again halved, and at the shortest its lines go
@@ -8,6 +8,8 @@ errors file) and counted. The files repeat a shape for dozens of lines, as real 
 that must not be taken: every kind of string tests/unit/test_known_shapes.py tries in every slot, bytes put in or
 taken out, blank lines, BOMs, CRLF ends, numeric-looking values, staged lines over the part's byte limit. Runs are
 made short (hundreds of bytes) and reads small, so a file has many runs, many fail, and lines run across reads.
+Files whose every line is of one of a few shapes, in any order, have runs of several shapes, which are taken by
+groups of lines of one count of quotes.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ KEYED = [b'{"key":{"K":"S","K":["S",1]},"request":{"contents":[{"role":"R","part
          b'{"key": {"K": {"K": "S"}}, "request": {"contents": [{"parts": [{"text": "S"}]}]}}']
 
 
-def _runs_file(rnd: random.Random, rows: int, hostile: float) -> bytes:
-    """Lines that keep one shape for a while (a new one now and then), a share of them hostile."""
+def _runs_file(rnd: random.Random, rows: int, hostile: float, in_turn: int = 0) -> bytes:
+    """Lines that keep one shape for a while (a new one now and then), a share of them hostile; with `in_turn`,
+    each line of one of that many shapes, drawn anew for every line (shapes with the same count of quotes among
+    them now and then)."""
     templates = TEMPLATES + KEYED
+    if in_turn:
+        templates = rnd.sample(templates, in_turn)
     lines, template = [], rnd.choice(templates)
     for _ in range(rows):
-        if rnd.random() < 0.03:
+        if in_turn or rnd.random() < 0.03:
             template = rnd.choice(templates)
         if rnd.random() < hostile / 4:
             lines.append(rnd.choice([b"", b"  ", b"\t", b"{}", b"not json"]))
@@ -60,17 +66,38 @@ def test_runs_stage_what_lines_one_by_one_stage(seed: int, monkeypatch: pytest.M
     assert runs == one_by_one == full
 
 
-@pytest.mark.parametrize("templates", [[0, 1, 5, 6, 10], [20], [21], [20, 21, 0, 5]],
-                         ids=["strings", "integer-key", "integer-key-last", "mixed-keys"])
-def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(templates: list[int],
+@pytest.mark.parametrize("seed", range(40))
+def test_runs_of_lines_of_several_shapes_in_any_order_stage_what_lines_one_by_one_stage(
+        seed: int, monkeypatch: pytest.MonkeyPatch):
+    # A run of lines of several shapes is grouped by each line's count of quotes, each group staged as a run, and
+    # the staged lines put back in order (`KnownShapes._staged_by_shape`).
+    rnd = random.Random(seed)
+    data = _runs_file(rnd, 600, hostile=rnd.choice([0.0, 0.0, 0.01, 0.05, 0.3]), in_turn=rnd.choice([2, 3, 4]))
+    max_bytes = rnd.choice([1024, 1400, 1 << 20])
+    run_bytes = rnd.choice([(300, 40), (2000, 200), (8000, 100), (1 << 18, 1 << 14)])
+    read_size = rnd.choice([None, 64, 333, 4096])
+    runs, hits = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, run_bytes=run_bytes,
+                        read_size=read_size)
+    one_by_one, _ = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, runs=False, read_size=read_size)
+    full, _ = _stage(data, monkeypatch, known=False, max_bytes=max_bytes)
+    assert runs == one_by_one == full
+
+
+@pytest.mark.parametrize("templates,in_turn", [([0, 1, 5, 6, 10], False), ([20], False), ([21], False),
+                                               ([20, 21, 0, 5], False), ([0, 1, 5, 7, 10], True),
+                                               ([20, 1, 13], True)],
+                         ids=["strings", "integer-key", "integer-key-last", "mixed-keys", "in-any-order",
+                              "in-any-order-integer-key"])
+def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(templates: list[int], in_turn: bool,
                                                                monkeypatch: pytest.MonkeyPatch):
     # So the comparisons above are between runs and lines one by one, not between two ways of one by one. Compact
     # and spaced shapes, with and without a role, keys that are strings or integers (row numbers, also in the line's
-    # last piece).
+    # last piece); shapes that follow each other for a while, or a shape drawn for every line (each of them with
+    # its own count of quotes).
     rnd = random.Random(5)
     lines, template = [], TEMPLATES[templates[0]]
     for row in range(3000):
-        if rnd.random() < 0.03:
+        if in_turn or rnd.random() < 0.03:
             template = TEMPLATES[rnd.choice(templates)]
         line = template.replace(b"<N>", b"%d" % (row * 7 - 300))  # negative ones too
         lines.append(_fill(line, rnd, COMMON, [b"user"]))  # (a run of one role: the role is in the shape)
