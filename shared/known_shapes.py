@@ -43,9 +43,11 @@ row-number keys 1.97-3.01 s one by one -> 0.52-0.54 s.
 
 A run of lines of several known shapes in any order (a system instruction on some lines, more turns on others) is
 grouped by each line's count of quotes, each group staged as a run of its own with its rows, and the staged lines
-put back in the run's order, all by C calls (`_staged_by_shape`). Lines of several shapes with one count of quotes
-(a different key, a different role) are not grouped apart: such runs go line by line. The bench's 200,000 short
-lines in three shapes in turn, one core: 1.66-2.84 s -> 0.87-0.88 s, the same bytes written.
+put back in the run's order, all by C calls (`_staged_by_shape`); lines of several shapes with one count of quotes
+(a different key, a different role) are grouped again by each line's shape, a lookup a line. The bench's 200,000
+short lines in three shapes in turn, one core: 1.66-2.84 s -> 0.87-0.88 s, the same bytes written. A shape with
+values that read as numbers (a key such as "00042") is taken in runs too, each such value's column matched by one
+pattern.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from shared import joining, validation
 __all__ = ["KnownShapes"]
 
 _NUMERIC = re.compile(validation._NUMERIC_RE.pattern.encode())  # the importer's numeric strings, as bytes
+_NUMERIC_LINES = re.compile(b"(?:%b)(?:\n(?:%b))*" % (_NUMERIC.pattern, _NUMERIC.pattern))  # such strings, one a line
 # An escape orjson may write otherwise (`\\u00e9` as the character), or a quote or backslash escaped (a `"` that
 # does not end a string). `\\\\n` is refused too: its first backslash is followed by another.
 _OTHER_ESCAPE = re.compile(rb"\\[^ntr]")
@@ -171,8 +174,8 @@ class _Shape:
         self.numeric = tuple(_is_numeric(text) for text in self.values(pieces))
         self.plain = bool(self.numeric) and not any(self.numeric)  # values, none of them read as a number
         self.request, self.key = request, key
-        # Runs of lines of the shape are staged side by side (`_Columns`) when no value is numeric.
-        self.columns = None if any(self.numeric) else _Columns(pieces, whole, self.strings, values, request, key)
+        # Runs of lines of the shape are staged side by side (`_Columns`).
+        self.columns = _Columns(pieces, whole, self.strings, values, self.numeric, request, key)
 
     def matches(self, pieces: list[bytes]) -> bool:
         """Whether a line with the same bytes between strings has this shape."""
@@ -210,7 +213,7 @@ class _Columns:
                  "integer")
 
     def __init__(self, pieces: list[bytes], whole: list[int], strings: tuple[bytes, ...], values: list[int],
-                 request: _Value, key: _Value | _IntegerKey | None) -> None:
+                 numeric: tuple[bool, ...], request: _Value, key: _Value | _IntegerKey | None) -> None:
         quotes = self.quotes = len(pieces) - 1
         self.head, self.tail = pieces[0], pieces[-1]
         self.seam = pieces[-1] + b"\n" + pieces[0]
@@ -227,7 +230,7 @@ class _Columns:
             if at == quotes:
                 self.tail = self.seam = None  # matched by the pattern instead
         self.whole = list(zip(whole, strings, strict=True))
-        self.values = values
+        self.values = list(zip(values, numeric, strict=True))
         # A staged line as `joining.staged_line_spliced` writes it: the row id, then fixed bytes (the shape's bytes
         # between strings as orjson spells them, and the strings it keeps whole) and the line's other strings in
         # turn. The key's JSON sits in a string, as orjson spells it: its quotes and backslashes escaped (here, once,
@@ -276,9 +279,12 @@ class _Columns:
         for j, text in self.whole:
             if pieces[j::quotes].count(text) != lines:
                 return None
-        for j in self.values:  # as `_Shape.matches`: no value reads as a number (one that sorts from ":" on does not)
+        for j, numeric in self.values:  # as `_Shape.matches`: each value reads as a number where the shape's did
             column = pieces[j::quotes]
-            if min(column) < b":" and any(map(_is_numeric, column)):
+            if numeric:  # (a raw newline in a value fails the JSON check below)
+                if _NUMERIC_LINES.fullmatch(b"\n".join(column)) is None:
+                    return None
+            elif min(column) < b":" and any(map(_is_numeric, column)):  # one that sorts from ":" on does not
                 return None
         escaped = {}  # a key's strings whose backslashes (of escapes) orjson escapes again in the staged line
         for j in self.key_strings:
@@ -420,7 +426,7 @@ class KnownShapes:
             return None
         end = run.find(b"\n")
         shape = self._shape_of((run if end < 0 else run[:end]).split(b'"'))
-        if shape is None or shape.columns is None:
+        if shape is None:
             return None
         # A run of several shapes fails as one only after it is split at its quotes: where the last run taken was of
         # several, the next is grouped first (a run of one shape then costs a count of each line's quotes more).
@@ -440,30 +446,52 @@ class KnownShapes:
         """`staged_run` for a run of lines of several known shapes in any order (a system instruction on some
         lines, more turns on others): its lines grouped by their count of quotes, each group staged as a run of
         its own (`_Columns.staged`, with the group's rows), and the staged lines put back in the run's order. None
-        unless every group is of one known shape that stages each of its lines.
+        unless every group is of known shapes that stage each of its lines.
 
         The groups are made and undone by C calls (a sort by each line's count, another for the inverse order),
-        with a Python step per group, not per line. A group of lines with the same count but several shapes (a
-        role that differs, a different key) is not of one shape: the run is then taken line by line, as before."""
+        with a Python step per group, not per line. A group of lines with one count but several shapes (a key or a
+        role that differs) is grouped again by each line's shape, which takes a lookup a line (`_shape_of`)."""
         lines = run.split(b"\n")
         counts = list(map(_QUOTE_COUNT, lines))
-        if min(counts) == max(counts):
-            return None  # one count: the run failed as one shape for another reason
         order = sorted(range(len(lines)), key=counts.__getitem__)  # stable: each group in the run's order
+        groups = [list(group) for _, group in groupby(order, counts.__getitem__)]
         staged: list[bytes] = []
-        for _, group in groupby(order, counts.__getitem__):
-            members = list(group)
-            first = lines[members[0]]
-            shape = self._shape_of(first.split(b'"'))
-            if shape is None or shape.columns is None:
+        placed: list[int] = []  # the line of the run each of `staged` is
+        for members in groups:
+            # (A run of one count failed as one shape already: its lines are grouped by shape at once.)
+            got = self._staged_group(lines, members, first_row, max_bytes) if len(groups) > 1 else None
+            if got is not None:
+                staged += got
+                placed += members
+                continue
+            if len(members) == 1:
                 return None
-            got = shape.columns.staged(0, b"\n".join(itemgetter(*members)(lines)) if len(members) > 1 else first,
-                                       max_bytes, list(map(first_row.__add__, members)))
-            if got is None:
-                return None
-            staged += got[0].split(b"\n")[:-1]  # (each staged line ends in a newline)
-        back = sorted(range(len(order)), key=order.__getitem__)  # where each line of the run went in `staged`
+            shapes = [self._shape_of(lines[i].split(b'"')) for i in members]
+            if None in shapes or shapes.count(shapes[0]) == len(shapes):
+                return None  # a line of no known shape, or of one shape that failed as one
+            ids = list(map(id, shapes))
+            by_shape = sorted(range(len(members)), key=ids.__getitem__)
+            for _, subgroup in groupby(by_shape, ids.__getitem__):
+                alike = list(map(members.__getitem__, subgroup))
+                got = self._staged_group(lines, alike, first_row, max_bytes)
+                if got is None:
+                    return None
+                staged += got
+                placed += alike
+        back = sorted(range(len(placed)), key=placed.__getitem__)  # where each line of the run went in `staged`
         return b"\n".join(itemgetter(*back)(staged)) + b"\n", range(first_row, first_row + len(lines))
+
+    def _staged_group(self, lines: list[bytes], members: list[int], first_row: int, max_bytes: int) \
+            -> list[bytes] | None:
+        """The staged lines of lines[i] for i in `members` (ascending), when all are of the first one's shape and
+        `staged_line` would stage each; None otherwise."""
+        first = lines[members[0]]
+        shape = self._shape_of(first.split(b'"'))
+        if shape is None:
+            return None
+        got = shape.columns.staged(0, b"\n".join(itemgetter(*members)(lines)) if len(members) > 1 else first,
+                                   max_bytes, list(map(first_row.__add__, members)))
+        return None if got is None else got[0].split(b"\n")[:-1]  # (each staged line ends in a newline)
 
     def learn(self, raw: bytes, has_key: bool, key: Any, request: dict) -> None:
         """Keep the shape of `raw`, the line `staged_line` last missed, which was accepted and staged with this

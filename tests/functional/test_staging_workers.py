@@ -127,13 +127,15 @@ def test_long_lines_are_validated_here():
     assert workers._TEAM is None
 
 
-@pytest.mark.parametrize(("shapes", "counted", "team"), [(1, True, False), (3, True, False), (3, False, True)],
-                         ids=["one-shape", "shapes-in-turn", "shapes-of-one-count-in-turn"])
-def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, team: bool,
+@pytest.mark.parametrize(("shapes", "counted", "quoted", "team"),
+                         [(1, True, False, False), (3, True, False, False), (3, False, False, False),
+                          (1, True, True, True)],
+                         ids=["one-shape", "shapes-in-turn", "shapes-of-one-count-in-turn", "quotes-in-prompts"])
+def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, quoted: bool, team: bool,
                                                              monkeypatch: pytest.MonkeyPatch):
-    # Lines of one shape, and of several shapes in turn each with its own count of quotes, are taken in runs,
-    # faster here than handed out; lines of three shapes in turn with one count of quotes (a different key in
-    # each) go to the workers, which pay for lines staged one by one.
+    # Lines of one shape, and of several shapes in turn (with their own counts of quotes, or one count and a
+    # different key in each), are taken in runs, faster here than handed out; lines with escaped quotes in their
+    # prompts (which known shapes do not take) go to the workers, which pay for lines staged one by one.
     monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
     monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
     rnd = random.Random(3)
@@ -145,7 +147,8 @@ def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counte
         return {"generationConfig": {["temperature", "topP", "topK"][row % shapes]: 0.5}}
 
     data = b"\n".join(orjson.dumps({"key": f"q-{row}", "request": {
-        "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(["a", "b", "c"], k=20))}]}],
+        "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(['"a"' if quoted else "a", "b", "c"],
+                                                                               k=20))}]}],
         **extra(row)}}) for row in range(3000))
     one = _staged(data, 1)
     assert _staged(data, 2) == one and (workers._TEAM is not None) == team
