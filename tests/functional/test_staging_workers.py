@@ -5,6 +5,7 @@ input whose stored bytes are damaged partway is staged up to the damage as one p
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -129,13 +130,15 @@ def test_long_lines_are_validated_here():
 
 @pytest.mark.parametrize(("shapes", "counted", "quoted", "team"),
                          [(1, True, False, False), (3, True, False, False), (3, False, False, False),
-                          (1, True, True, True)],
-                         ids=["one-shape", "shapes-in-turn", "shapes-of-one-count-in-turn", "quotes-in-prompts"])
-def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, quoted: bool, team: bool,
-                                                             monkeypatch: pytest.MonkeyPatch):
+                          (1, True, True, False), (1, True, None, True)],
+                         ids=["one-shape", "shapes-in-turn", "shapes-of-one-count-in-turn", "quotes-in-prompts",
+                              "unicode-escapes"])
+def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, quoted: bool | None,
+                                                             team: bool, monkeypatch: pytest.MonkeyPatch):
     # Lines of one shape, and of several shapes in turn (with their own counts of quotes, or one count and a
-    # different key in each), are taken in runs, faster here than handed out; lines with escaped quotes in their
-    # prompts (which known shapes do not take) go to the workers, which pay for lines staged one by one.
+    # different key in each), are taken in runs, escaped quotes in their prompts or not, faster here than handed
+    # out; lines written with `\u` escapes (json.dumps's default), which orjson writes otherwise so known shapes do
+    # not take them, go to the workers, which pay for lines staged one by one.
     monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
     monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
     rnd = random.Random(3)
@@ -146,9 +149,10 @@ def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counte
                 {"generationConfig": {"temperature": 0.5}} if row % shapes == 2 else {}
         return {"generationConfig": {["temperature", "topP", "topK"][row % shapes]: 0.5}}
 
-    data = b"\n".join(orjson.dumps({"key": f"q-{row}", "request": {
-        "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(['"a"' if quoted else "a", "b", "c"],
-                                                                               k=20))}]}],
+    words = ['"a"' if quoted else "a" if quoted is not None else "\u00e9", "b", "c"]
+    dumps = orjson.dumps if quoted is not None else lambda line: json.dumps(line, separators=(",", ":")).encode()
+    data = b"\n".join(dumps({"key": f"q-{row}", "request": {
+        "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(words, k=20))}]}],
         **extra(row)}}) for row in range(3000))
     one = _staged(data, 1)
     assert _staged(data, 2) == one and (workers._TEAM is not None) == team

@@ -146,6 +146,33 @@ def test_lines_whose_strings_read_as_numbers_are_staged_in_runs(monkeypatch: pyt
     assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
 
 
+def test_lines_with_escaped_quotes_and_backslashes_take_the_known_path(monkeypatch: pytest.MonkeyPatch):
+    # orjson writes `\\"` and `\\\\` back as they are, so such lines are staged from their bytes too, split at
+    # their quotes with those escapes set aside (`_set_aside`): in runs, and one by one; in prompts, in keys (whose
+    # JSON the staged line spells once more inside a string), in the line that taught the shape or not.
+    rnd = random.Random(12)
+    strings = [b"plain", b'say \\"hi\\"', b"C:\\\\dir\\\\", b'\\\\\\"', b'a\\nb \\"q\\"\\t', b"\\\\n"]
+    lines = []
+    for row in range(3000):
+        template = TEMPLATES[0] if rnd.random() < 0.9 else TEMPLATES[4]
+        lines.append(_fill(template, rnd, strings, [b"user"]))
+    data = b"\n".join(lines)
+    taken = []
+    real = staging.KnownShapes.staged_run
+
+    def counted(self, row, run, max_bytes):
+        staged = real(self, row, run, max_bytes)
+        taken.append(len(staged[1]) if staged is not None else 0)
+        return staged
+    monkeypatch.setattr(staging.KnownShapes, "staged_run", counted)
+    runs, _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
+    assert runs[0] == 3000 and not runs[2]
+    assert sum(taken) > 2500
+    one_by_one, hits = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, runs=False)
+    assert hits > 2900
+    assert runs == one_by_one == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
+
+
 @pytest.mark.parametrize("string", STRINGS)
 def test_a_string_in_the_middle_of_a_run_gets_the_verdict_it_gets_alone(string: bytes,
                                                                        monkeypatch: pytest.MonkeyPatch):
