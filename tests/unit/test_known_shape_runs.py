@@ -153,7 +153,7 @@ def test_lines_with_escaped_quotes_and_backslashes_take_the_known_path(monkeypat
     rnd = random.Random(12)
     strings = [b"plain", b'say \\"hi\\"', b"C:\\\\dir\\\\", b'\\\\\\"', b'a\\nb \\"q\\"\\t', b"\\\\n"]
     lines = []
-    for row in range(3000):
+    for _ in range(3000):
         template = TEMPLATES[0] if rnd.random() < 0.9 else TEMPLATES[4]
         lines.append(_fill(template, rnd, strings, [b"user"]))
     data = b"\n".join(lines)
