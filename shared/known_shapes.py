@@ -406,7 +406,7 @@ class KnownShapes:
         self._shapes: dict[tuple[bytes, ...], list[_Shape]] = {}  # by the bytes between strings
         self._count = 0
         self._integer_keys: list[int] = []  # where shapes have an integer key: an index in pieces[0::2]
-        self._last: tuple | None = None  # (raw, pieces) of the line staged_line last missed
+        self._last: tuple | None = None  # (raw, pieces, set aside or None) of the line staged_line last missed
         self._hits = self._misses = 0
         self._on = True
         self._grouped = False  # the last run taken was of several shapes: the next is tried so first
