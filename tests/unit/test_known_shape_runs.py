@@ -52,6 +52,22 @@ def _runs_file(rnd: random.Random, rows: int, hostile: float, in_turn: int = 0) 
     return b"\n".join(lines) + rnd.choice([b"", b"\n", b"\n\n"])
 
 
+def _in_runs(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, int]:
+    """What staging `data` with runs of 500 bytes to 8 KB wrote and counted (`_stage`), and how many of its lines
+    runs took."""
+    taken = []
+    real = staging.KnownShapes.staged_run
+
+    def counted(self, row, run, max_bytes):
+        staged = real(self, row, run, max_bytes)
+        taken.append(len(staged[1]) if staged is not None else 0)
+        return staged
+    with monkeypatch.context() as m:
+        m.setattr(staging.KnownShapes, "staged_run", counted)
+        staged, _ = _stage(data, m, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
+    return staged, sum(taken)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_runs_stage_what_lines_one_by_one_stage(seed: int, monkeypatch: pytest.MonkeyPatch):
     rnd = random.Random(seed)
@@ -102,19 +118,10 @@ def test_most_lines_of_a_file_of_few_shapes_are_staged_in_runs(templates: list[i
         line = template.replace(b"<N>", b"%d" % (row * 7 - 300))  # negative ones too
         lines.append(_fill(line, rnd, COMMON, [b"user"]))  # (a run of one role: the role is in the shape)
     data = b"\n".join(lines)
-    taken = []
-    real = staging.KnownShapes.staged_run
-
-    def counted(self, row, run, max_bytes):
-        staged = real(self, row, run, max_bytes)
-        taken.append(len(staged[1]) if staged is not None else 0)
-        return staged
-    monkeypatch.setattr(staging.KnownShapes, "staged_run", counted)
-    (total, _, failed, _, _), _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
-    assert total == 3000 and not failed
-    assert sum(taken) > 2500
-    assert _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))[0] == \
-        _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
+    runs, taken = _in_runs(data, monkeypatch)
+    assert runs[0] == 3000 and not runs[2]
+    assert taken > 2500
+    assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
 
 
 def test_lines_whose_strings_read_as_numbers_are_staged_in_runs(monkeypatch: pytest.MonkeyPatch):
@@ -132,17 +139,9 @@ def test_lines_whose_strings_read_as_numbers_are_staged_in_runs(monkeypatch: pyt
         lines.append(b'{"key":"%b","request":{"contents":[{"role":"user","parts":[{"text":"a prompt"}]}],'
                      b'"x":{"n":"%b"}%b}}' % (key, n, system))
     data = b"\n".join(lines)
-    taken = []
-    real = staging.KnownShapes.staged_run
-
-    def counted(self, row, run, max_bytes):
-        staged = real(self, row, run, max_bytes)
-        taken.append(len(staged[1]) if staged is not None else 0)
-        return staged
-    monkeypatch.setattr(staging.KnownShapes, "staged_run", counted)
-    runs, _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
+    runs, taken = _in_runs(data, monkeypatch)
     assert runs[0] == 3000 and 0 < sum(runs[2].values()) < 60
-    assert sum(taken) > 2500
+    assert taken > 2500
     assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
 
 
@@ -157,17 +156,9 @@ def test_lines_with_escaped_quotes_and_backslashes_take_the_known_path(monkeypat
         template = TEMPLATES[0] if rnd.random() < 0.9 else TEMPLATES[4]
         lines.append(_fill(template, rnd, strings, [b"user"]))
     data = b"\n".join(lines)
-    taken = []
-    real = staging.KnownShapes.staged_run
-
-    def counted(self, row, run, max_bytes):
-        staged = real(self, row, run, max_bytes)
-        taken.append(len(staged[1]) if staged is not None else 0)
-        return staged
-    monkeypatch.setattr(staging.KnownShapes, "staged_run", counted)
-    runs, _ = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, run_bytes=(8000, 500))
+    runs, taken = _in_runs(data, monkeypatch)
     assert runs[0] == 3000 and not runs[2]
-    assert sum(taken) > 2500
+    assert taken > 2500
     one_by_one, hits = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, runs=False)
     assert hits > 2900
     assert runs == one_by_one == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
