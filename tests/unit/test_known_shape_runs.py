@@ -68,32 +68,19 @@ def _in_runs(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, int]:
     return staged, sum(taken)
 
 
+@pytest.mark.parametrize("in_turn", [False, True], ids=["shapes-for-a-while", "shapes-in-any-order"])
 @pytest.mark.parametrize("seed", range(40))
-def test_runs_stage_what_lines_one_by_one_stage(seed: int, monkeypatch: pytest.MonkeyPatch):
+def test_runs_stage_what_lines_one_by_one_stage(seed: int, in_turn: bool, monkeypatch: pytest.MonkeyPatch):
+    # Shapes that keep for dozens of lines, or of 2-4 shapes drawn anew for every line: a run of lines of several
+    # shapes is grouped by each line's count of quotes, each group staged as a run, and the staged lines put back in
+    # order (`KnownShapes._staged_by_shape`).
     rnd = random.Random(seed)
-    data = _runs_file(rnd, 600, hostile=rnd.choice([0.0, 0.01, 0.05, 0.3]))
+    data = _runs_file(rnd, 600, hostile=rnd.choice([0.0, 0.01, 0.05, 0.3]),
+                      in_turn=rnd.choice([2, 3, 4]) if in_turn else 0)
     max_bytes = rnd.choice([1024, 1400, 1 << 20])
     run_bytes = rnd.choice([(300, 40), (2000, 200), (8000, 100), (1 << 18, 1 << 14)])
     read_size = rnd.choice([None, 64, 333, 4096])
-    runs, hits = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, run_bytes=run_bytes,
-                        read_size=read_size)
-    one_by_one, _ = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, runs=False, read_size=read_size)
-    full, _ = _stage(data, monkeypatch, known=False, max_bytes=max_bytes)
-    assert runs == one_by_one == full
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_runs_of_lines_of_several_shapes_in_any_order_stage_what_lines_one_by_one_stage(
-        seed: int, monkeypatch: pytest.MonkeyPatch):
-    # A run of lines of several shapes is grouped by each line's count of quotes, each group staged as a run, and
-    # the staged lines put back in order (`KnownShapes._staged_by_shape`).
-    rnd = random.Random(seed)
-    data = _runs_file(rnd, 600, hostile=rnd.choice([0.0, 0.0, 0.01, 0.05, 0.3]), in_turn=rnd.choice([2, 3, 4]))
-    max_bytes = rnd.choice([1024, 1400, 1 << 20])
-    run_bytes = rnd.choice([(300, 40), (2000, 200), (8000, 100), (1 << 18, 1 << 14)])
-    read_size = rnd.choice([None, 64, 333, 4096])
-    runs, hits = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, run_bytes=run_bytes,
-                        read_size=read_size)
+    runs, _ = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, run_bytes=run_bytes, read_size=read_size)
     one_by_one, _ = _stage(data, monkeypatch, known=True, max_bytes=max_bytes, runs=False, read_size=read_size)
     full, _ = _stage(data, monkeypatch, known=False, max_bytes=max_bytes)
     assert runs == one_by_one == full
