@@ -49,9 +49,11 @@ short lines in three shapes in turn, one core: 1.66-2.84 s -> 0.87-0.88 s, the s
 values that read as numbers (a key such as "00042") is taken in runs too, each such value's column matched by one
 pattern. Lines whose prompts hold escaped quotes or backslashes (`say \\"hi\\"`, `C:\\\\dir`) are staged from
 their bytes too, split with those escapes set aside, in runs and one by one: 200,000 short lines, half of them with
-both, one core, 3.00-3.35 s -> 0.93-0.98 s, the same bytes written. Lines written with `\\u` escapes (Python's
-`json.dumps` by default) are not: orjson writes those characters as they are, so their bytes are not the staged
-line's.
+both, one core, 3.00-3.35 s -> 0.93-0.98 s, the same bytes written. So are lines written with `\\u` escapes
+(Python's `json.dumps` by default, for every character past ASCII), split with those escapes as the characters in
+UTF-8, as orjson writes them (`_characters`): the bench's short lines written so, one core, 4.17-5.84 s -> 1.49-1.75
+s, the same bytes written. What takes the full path: `\\u` escapes of a quote, a backslash or a control character,
+lone surrogates, raw UTF-8 beside `\\u` escapes, and other escapes orjson writes otherwise (`\\/`).
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def _value(pieces: list[bytes], first: int, value: Any, depths: dict[int, int]) 
     try:
         # Copied: a piece may be the whole of what orjson returned, which keeps a work buffer of ~1 KB or more.
         spelled = bytes(memoryview(orjson.dumps(value)))
-        compact = (_set_aside(spelled) or spelled).split(b'"')
+        compact = (_set_aside(spelled, unicode=False) or spelled).split(b'"')
     except orjson.JSONEncodeError:
         return None
     last = first + len(compact) - 1
@@ -279,7 +281,10 @@ class _Columns:
         """`staged`, the run split at the quotes of `aside` (the run with its escaped quotes and backslashes set
         aside) when given, else at its own."""
         quotes = self.quotes
-        pieces = (run if aside is None else aside).split(b'"')
+        split = run if aside is None else aside
+        if not _only_line_breaks(split):  # (first: a run that needs its escapes set aside fails here at once)
+            return None
+        pieces = split.split(b'"')
         lines, odd = divmod(len(pieces) - 1, quotes)
         # (No newline is left elsewhere: the shape's pieces hold none, and a string that does fails the JSON check.)
         if odd or pieces[0] != self.head or (rows is not None and len(rows) != lines):
@@ -322,8 +327,6 @@ class _Columns:
                 run.decode()
         except (msgspec.DecodeError, UnicodeDecodeError):
             return None
-        if not _only_line_breaks(run if aside is None else aside):
-            return None
         if rows is None:
             rows = range(first_row, first_row + lines)
         width = len(self.template) + 1
@@ -353,18 +356,40 @@ def _spelled(value: _Value, constant: dict[int, bytes], *, escaped: bool) -> lis
     return out
 
 
-def _set_aside(raw: bytes) -> bytes | None:
+def _set_aside(raw: bytes, *, unicode: bool = True) -> bytes | None:
     """`raw` with each escaped backslash and escaped quote set aside (`_BACKSLASH`, `_QUOTE`), so that its quotes
-    are those that start and end its strings; None when it has neither. Pairs of backslashes first, left to right,
-    as a reader takes them: in `\\\\"` the quote ends a string, in `\\\\\\"` it does not."""
+    are those that start and end its strings, and (`unicode`) with its `\\u` escapes as the characters, in UTF-8, as
+    orjson writes them; None when it has none of these, or a `\\u` escape orjson writes otherwise. Pairs of
+    backslashes first, left to right, as a reader takes them: in `\\\\"` the quote ends a string, in `\\\\\\"` it
+    does not."""
     pairs, quotes = b"\\\\" in raw, b'\\"' in raw
-    if not (pairs or quotes):
-        return None
     if pairs:
         raw = raw.replace(b"\\\\", _BACKSLASH)
     if quotes:
         raw = raw.replace(b'\\"', _QUOTE)
-    return raw
+    if unicode and b"\\u" in raw:
+        return _characters(raw)
+    return raw if pairs or quotes else None
+
+
+# A `\\u` escape orjson writes as an escape (a quote, a backslash, a control character), or one of a surrogate pair.
+_ESCAPED_BY_ORJSON = re.compile(rb"\\u00(?:[01][0-9a-fA-F]|22|5[cC])")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _characters(raw: bytes) -> bytes | None:
+    """`raw` (its escaped backslashes set aside) with each `\\u` escape as its character in UTF-8, as orjson writes
+    a string (Python's `json.dumps` writes every character past ASCII so by default); None unless `raw` is ASCII
+    and every such escape stands for a character orjson writes as it is (a surrogate pair joined)."""
+    if not raw.isascii() or _ESCAPED_BY_ORJSON.search(raw) is not None:
+        return None
+    try:
+        text = raw.decode("raw_unicode_escape")  # only `\\u` and `\\U` escapes: a line with `\\U` is not JSON
+        if _SURROGATE.search(raw) is not None:
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")  # pairs joined; a lone one stays
+        return text.encode()  # (a lone surrogate fails here)
+    except UnicodeError:
+        return None
 
 
 def _put_back(spelled: bytes) -> bytes:

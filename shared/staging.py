@@ -2,13 +2,12 @@
 good lines to part files of at most MAX_ROWS_PER_JOB rows and MAX_BYTES_PER_JOB bytes each.
 
 Lines of known shapes in a row are staged side by side (`_Runs`, `KnownShapes.staged_run`), at a fraction of a
-line's cost one by one: lines of one shape, or of several in any order, each with its own count of quotes. A large
-input of short lines that runs do not take (lines of several shapes with one count of quotes, in turn) is validated
-in blocks of lines by worker processes (`shared/workers.py`), one per CPU, while this process reads the input, hands
-out the blocks and writes what comes back, in order. Per line, validation one by one is Python (a few microseconds a
-line whatever its length), so one core caps it; two processes on two vCPU validate such lines in about 0.6-0.8 of
-the time. Long lines, and lines runs take, are validated here: handing out their bytes costs about what validating
-them does.
+line's cost one by one: lines of one shape, or of several in any order. A large input of short lines that runs do
+not take (shapes that do not repeat, escapes orjson writes otherwise) is validated in blocks of lines by worker
+processes (`shared/workers.py`), one per CPU, while this process reads the input, hands out the blocks and writes
+what comes back, in order. Per line, validation one by one is Python (a few microseconds a line whatever its
+length), so one core caps it; two processes on two vCPU validate such lines in about 0.6-0.8 of the time. Long
+lines, and lines runs take, are validated here: handing out their bytes costs about what validating them does.
 
 What a block gives must be what one pass over every line in order gives: the importer rules (one type per key
 path across the file, at most MAX_COLUMNS key paths) make a line's verdict depend on the lines before it. A
@@ -334,12 +333,11 @@ def _line_ends(data: bytes | bytearray) -> list[int]:
 
 class _Runs:
     """`_stage_lines` over whole lines, taking runs of lines of known shapes side by side (`KnownShapes.staged_run`:
-    one shape, or several with their own counts of quotes): a few C calls per string of a shape for a run, where one
-    by one each line costs a few Python steps per string. A run that is not all of known shapes is tried again
-    halved, down to RUN_MIN_BYTES, whose lines then go one by one; after a run taken whole, the next may be twice as
-    long. Where the shortest runs keep failing (lines of several shapes with one count of quotes in turn), fewer are
-    tried: after each failure but the first in a row, twice as many runs as after the one before (up to RUN_BACKOFF)
-    go line by line untried."""
+    one shape, or several in any order): a few C calls per string of a shape for a run, where one by one each line
+    costs a few Python steps per string. A run that is not all of known shapes is tried again halved, down to
+    RUN_MIN_BYTES, whose lines then go one by one; after a run taken whole, the next may be twice as long. Where the
+    shortest runs keep failing (lines of shapes that do not repeat), fewer are tried: after each failure but the
+    first in a row, twice as many runs as after the one before (up to RUN_BACKOFF) go line by line untried."""
 
     def __init__(self, validator: LineValidator, shapes: KnownShapes, max_bytes: int, sink: Any) -> None:
         self.validator, self.shapes, self.max_bytes, self.sink = validator, shapes, max_bytes, sink

@@ -128,17 +128,17 @@ def test_long_lines_are_validated_here():
     assert workers._TEAM is None
 
 
-@pytest.mark.parametrize(("shapes", "counted", "quoted", "team"),
-                         [(1, True, False, False), (3, True, False, False), (3, False, False, False),
-                          (1, True, True, False), (1, True, None, True)],
+@pytest.mark.parametrize(("shapes", "counted", "spelling", "team"),
+                         [(1, True, "plain", False), (3, True, "plain", False), (3, False, "plain", False),
+                          (1, True, "quotes", False), (1, True, "unicode", False), (1, True, "slashes", True)],
                          ids=["one-shape", "shapes-in-turn", "shapes-of-one-count-in-turn", "quotes-in-prompts",
-                              "unicode-escapes"])
-def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, quoted: bool | None,
-                                                             team: bool, monkeypatch: pytest.MonkeyPatch):
+                              "unicode-escapes", "escaped-slashes"])
+def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counted: bool, spelling: str, team: bool,
+                                                             monkeypatch: pytest.MonkeyPatch):
     # Lines of one shape, and of several shapes in turn (with their own counts of quotes, or one count and a
-    # different key in each), are taken in runs, escaped quotes in their prompts or not, faster here than handed
-    # out; lines written with `\u` escapes (json.dumps's default), which orjson writes otherwise so known shapes do
-    # not take them, go to the workers, which pay for lines staged one by one.
+    # different key in each), are taken in runs, with escaped quotes in their prompts, or written with `\u` escapes
+    # (json.dumps's default), faster here than handed out; lines with escaped slashes (`\/`, which orjson writes
+    # as `/`, so known shapes do not take them) go to the workers, which pay for lines staged one by one.
     monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
     monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
     rnd = random.Random(3)
@@ -149,8 +149,13 @@ def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counte
                 {"generationConfig": {"temperature": 0.5}} if row % shapes == 2 else {}
         return {"generationConfig": {["temperature", "topP", "topK"][row % shapes]: 0.5}}
 
-    words = ['"a"' if quoted else "a" if quoted is not None else "\u00e9", "b", "c"]
-    dumps = orjson.dumps if quoted is not None else lambda line: json.dumps(line, separators=(",", ":")).encode()
+    words = [{"quotes": '"a"', "unicode": "\u00e9", "slashes": "a/b"}.get(spelling, "a"), "b", "c"]
+
+    def dumps(line: dict) -> bytes:
+        if spelling == "unicode":
+            return json.dumps(line, separators=(",", ":")).encode()
+        return orjson.dumps(line).replace(b"/", b"\\/")  # (no slash but in the prompts)
+
     data = b"\n".join(dumps({"key": f"q-{row}", "request": {
         "contents": [{"role": "user", "parts": [{"text": " ".join(rnd.choices(words, k=20))}]}],
         **extra(row)}}) for row in range(3000))

@@ -14,6 +14,7 @@ groups of lines of one count of quotes.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -148,6 +149,33 @@ def test_lines_with_escaped_quotes_and_backslashes_take_the_known_path(monkeypat
     assert taken > 2500
     one_by_one, hits = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, runs=False)
     assert hits > 2900
+    assert runs == one_by_one == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
+
+
+def test_lines_written_with_unicode_escapes_take_the_known_path(monkeypatch: pytest.MonkeyPatch):
+    # Python's json.dumps writes every character past ASCII as a `\\u` escape (a pair of them past the BMP), with a
+    # space after each comma and colon; orjson writes those characters as they are, so such a line is split with
+    # them as the characters (`_characters`). A `\\u` escape orjson writes as an escape (a quote, a backslash, a
+    # control character), a lone surrogate (which orjson refuses) and raw UTF-8 beside escapes take the full path.
+    rnd = random.Random(13)
+    texts = ["plain", "caf\u00e9 \u00fcber", "emoji \U0001f600 \u2028", 'say "hi" C:\\dir', "line\nbreak \u00e9"]
+    odd = [b'"\\u0022"', b'"\\u005c"', b'"a\\u001fb"', b'"\\ud800"', b'"\\udc00\\ud83d"', b'"\xc3\xa9 \\u00e9"',
+           b'"\\u00E9"', b'"\\u0031"']
+    lines = []
+    for row in range(3000):
+        strange = rnd.random() < 0.02  # a prompt of odd escapes (spelled by hand) in a known shape's slot
+        record = {"key": rnd.choice(texts) + str(row % 7),
+                  "request": {"contents": [{"role": "user", "parts": [{"text": "ODD" if strange else
+                                                                        rnd.choice(texts)}]}]}}
+        if rnd.random() < 0.1:
+            record["request"]["systemInstruction"] = {"parts": [{"text": rnd.choice(texts)}]}
+        lines.append(json.dumps(record).encode().replace(b'"ODD"', rnd.choice(odd)))
+    data = b"\n".join(lines)
+    runs, taken = _in_runs(data, monkeypatch)
+    assert runs[0] == 3000
+    assert taken > 2500
+    one_by_one, hits = _stage(data, monkeypatch, known=True, max_bytes=1 << 20, runs=False)
+    assert hits > 2800
     assert runs == one_by_one == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
 
 
