@@ -25,6 +25,8 @@ from pathlib import Path
 
 import orjson
 
+from shared import known_shapes
+
 _TEXT = ("The quarterly report shows steady growth in three regions, with sales up eleven percent. "
          "Überblick: costs held flat; the outlook is «prudent» and the team expects a naïve model to do well. ")
 _FAILURES = (
@@ -47,29 +49,17 @@ def _response(rnd: random.Random, row: int) -> dict:
                               "totalTokenCount": prompt + cand, "trafficType": "ON_DEMAND"}}
 
 
-# Stand-ins for a string's escaped backslashes and quotes while a line is split at its other quotes, and a
-# separator of the pieces between strings: orjson escapes every control character, so none is in its output.
-_BACKSLASHES, _QUOTE, _SEP = b"\x00\x00", b"\x00\x01", b"\x02"
+_SEP = b"\x02"  # joins the pieces between strings: orjson escapes every control character, so none is in its output
 
 
 def spaced(compact: bytes) -> bytes:
     """JSON as orjson writes it, with a space after every comma and colon between values (the separators of
-    Python's `json.dumps`). The strings stay as they were: the line is split at its quotes (escaped backslashes
-    and quotes set aside first, pairs before quotes, left to right, as a reader takes them), and only the
-    pieces between strings get spaces."""
-    pairs, quotes = b"\\\\" in compact, b'\\"' in compact
-    if pairs:
-        compact = compact.replace(b"\\\\", _BACKSLASHES)
-    if quotes:
-        compact = compact.replace(b'\\"', _QUOTE)
-    pieces = compact.split(b'"')
+    Python's `json.dumps`). The strings stay as they were: the line is split at its quotes with its escaped
+    backslashes and quotes set aside as validation sets them aside (`shared/known_shapes.py`), and only the pieces
+    between strings get spaces."""
+    pieces = (known_shapes._set_aside(compact, unicode=False) or compact).split(b'"')
     pieces[::2] = _SEP.join(pieces[::2]).replace(b",", b", ").replace(b":", b": ").split(_SEP)
-    line = b'"'.join(pieces)
-    if quotes:
-        line = line.replace(_QUOTE, b'\\"')
-    if pairs:
-        line = line.replace(_BACKSLASHES, b"\\\\")
-    return line
+    return known_shapes._put_back(b'"'.join(pieces))
 
 
 def write(staged: list[Path], out: Path, *, staged_out: Path | None = None, mb: float | None = None,

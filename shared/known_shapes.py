@@ -560,8 +560,9 @@ class KnownShapes:
             ids = list(map(id, shapes))
             by_shape = sorted(range(len(members)), key=ids.__getitem__)
             for _, subgroup in groupby(by_shape, ids.__getitem__):
-                alike = list(map(members.__getitem__, subgroup))
-                got = self._staged_group(lines, alike, first_row, max_bytes)
+                which = list(subgroup)
+                alike = list(map(members.__getitem__, which))
+                got = self._staged_group(lines, alike, first_row, max_bytes, shapes[which[0]])
                 if got is None:
                     return None
                 staged += got
@@ -569,12 +570,12 @@ class KnownShapes:
         back = sorted(range(len(placed)), key=placed.__getitem__)  # where each line of the run went in `staged`
         return b"\n".join(itemgetter(*back)(staged)) + b"\n", range(first_row, first_row + len(lines))
 
-    def _staged_group(self, lines: list[bytes], members: list[int], first_row: int, max_bytes: int) \
-            -> list[bytes] | None:
-        """The staged lines of lines[i] for i in `members` (ascending), when all are of the first one's shape and
-        `staged_line` would stage each; None otherwise."""
+    def _staged_group(self, lines: list[bytes], members: list[int], first_row: int, max_bytes: int,
+                      shape: _Shape | None = None) -> list[bytes] | None:
+        """The staged lines of lines[i] for i in `members` (ascending), when all are of the first one's shape (given
+        when known) and `staged_line` would stage each; None otherwise."""
         first = lines[members[0]]
-        shape = self._line_shape(first)[1]
+        shape = shape or self._line_shape(first)[1]
         if shape is None:
             return None
         got = shape.columns.staged(0, b"\n".join(itemgetter(*members)(lines)) if len(members) > 1 else first,

@@ -56,8 +56,8 @@ PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # a smaller input is validated here: star
 # 0.47-0.63 s with warm workers (and 0.8-1.0 s with cold ones); of three shapes in turn, before runs took lines of
 # several shapes, 1.65-1.83 s here against 0.99-1.32 s with warm workers (0.85-0.88 s here since).
 SHORT_LINE_BYTES = 2048
-# Lines of one known shape are staged side by side in runs of up to this many bytes (`_Runs`); a run not all of one
-# known shape is tried again halved, down to RUN_MIN_BYTES, whose lines then go one by one; RUN_BACKOFF: the most
+# Lines of known shapes are staged side by side in runs of up to this many bytes (`_Runs`); a run not all of known
+# shapes is tried again halved, down to RUN_MIN_BYTES, whose lines then go one by one; RUN_BACKOFF: the most
 # runs left untried after the shortest failed again.
 RUN_BYTES = 256 * 1024
 RUN_MIN_BYTES = 16 * 1024
@@ -479,8 +479,9 @@ def stage(p: Pipeline, run: str, bucket: str, name: str, generation: int, size: 
 def _runs_take(head: bytes, max_bytes: int) -> bool:
     """Whether runs of a known shape (`_Runs`) take most of the whole lines of `head`, the input's first read,
     staged alone (against a schema of its own, everything it writes dropped). Then the input is staged here: a
-    line taken in a run costs less than handing it to a worker and taking it back. Lines of several shapes in
-    turn (or of shapes that change from line to line) go one by one, at a few microseconds a line: workers pay."""
+    line taken in a run costs less than handing it to a worker and taking it back. Lines of shapes that change
+    from line to line (or with escapes orjson writes otherwise) go one by one, at a few microseconds a line: workers
+    pay."""
     runs = _Runs(LineValidator(), KnownShapes(), max_bytes, Block())
     lines = runs.stage(1, head, 0, head.rfind(b"\n") + 1)
     return runs.taken > 0 and runs.taken >= lines * RUNS_TAKE_SHARE  # (a read of no whole line tells nothing)
