@@ -17,7 +17,11 @@
 4. 200,000 rows from upload to report on the local cloud, split by phase (`bench/e2e.py`).
 
 Ratios are of figures taken in the same run on the same files, so they hold across machines even when the
-absolute MB/s do not. Writes bench/results.json (figures, ratios, targets, machine, commit) and prints the tables.
+absolute MB/s do not; the cases on one file take turns, round by round (`bench/turns.py`), so a host whose speed
+drifts meanwhile weighs on each alike, and the best run of each counts (every run's seconds are in results.json).
+Beside parse-only, two parse-only processes at once say what a second core adds on this machine, to read the
+figures of the paths that use both. Writes bench/results.json (figures, ratios, targets, machine, commit) and
+prints the tables.
 
     python -m bench                  # 200 MB files (about 6 minutes on 2 cores)
     python -m bench --mb 1000        # the 1 GB version (about 200,000 rows of ~5 KB)
@@ -43,6 +47,7 @@ from pathlib import Path
 import orjson
 
 from bench import e2e, inputs, poll, predictions, through_storage
+from bench.turns import in_turns
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -54,6 +59,7 @@ TARGETS = (
     ("validate", "validate", "parse-only", 1.0), ("validate", "validate-1", "parse-only", 1.0),
 )
 RSS_LIMIT_MB = 256
+TWO_AT_ONCE = "parse-only-2x"
 SHORT = "collect, short lines"
 SHORT_VALIDATE = "validate, short lines"
 MIXED_VALIDATE = "validate, short lines of three shapes in turn"
@@ -64,29 +70,64 @@ LABELS = {
     "validate": "batchctl validate (validated and staged)",
     "validate-1": "batchctl validate, one core (SUBMIT_WORKERS=1)",
     "parse-only": "parse-only: orjson.loads per line",
+    "parse-only-2x": "parse-only, two processes at once (what a second core adds here)",
     "duckdb": "DuckDB: read_ndjson, COPY split by status",
     "jq": "jq -c 'select(.status==\"\")'",
     "cat": "cat > /dev/null",
 }
 
 
-def _measure(case: str, source: Path, work: Path, repeat: int, *extra: str) -> dict:
-    """Best of `repeat` fresh processes (the lowest seconds; peak RSS of that run)."""
-    best: dict | None = None
-    for _ in range(repeat):
-        shutil.rmtree(work, ignore_errors=True)
-        done = subprocess.run([sys.executable, "-m", "bench.measure", case, str(source), str(work), *extra],
-                              cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            return {"seconds": None, "peak_rss_mb": None, "note": "failed: " + done.stderr.strip()[-300:]}
-        got = json.loads(done.stdout.splitlines()[-1])
-        if got["note"] == "not installed":
-            return got | {"seconds": None, "peak_rss_mb": None}
-        if best is None or got["seconds"] < best["seconds"]:
-            best = got
+def _measure_once(case: str, source: Path, work: Path, *extra: str) -> dict:
+    """One fresh process: {"seconds", "peak_rss_mb", "note"}; seconds None when the case failed or its tool is
+    not installed (the note says which)."""
+    if case == TWO_AT_ONCE:
+        return _two_at_once(source, work)
     shutil.rmtree(work, ignore_errors=True)
-    assert best is not None
-    return best
+    done = subprocess.run([sys.executable, "-m", "bench.measure", case, str(source), str(work), *extra],
+                          cwd=ROOT, capture_output=True, text=True)
+    shutil.rmtree(work, ignore_errors=True)
+    if done.returncode:
+        return {"seconds": None, "peak_rss_mb": None, "note": "failed: " + done.stderr.strip()[-300:]}
+    got = json.loads(done.stdout.splitlines()[-1])
+    if got["note"] == "not installed":
+        return got | {"seconds": None, "peak_rss_mb": None}
+    return got
+
+
+def _two_at_once(source: Path, work: Path) -> dict:
+    """Two parse-only processes started together, each over the whole file: the slower one's seconds. Beside one
+    such process alone, what a second process adds on this machine (two vCPU may be two hyperthreads of one core,
+    or shared with neighbours), so the figures of the paths that use both cores can be read."""
+    command = [sys.executable, "-m", "bench.measure", "parse-only", str(source)]
+    started = []
+    for i in range(2):
+        (work / str(i)).mkdir(parents=True, exist_ok=True)
+        started.append(subprocess.Popen([*command, str(work / str(i))], cwd=ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    outs = [process.communicate() for process in started]
+    shutil.rmtree(work, ignore_errors=True)
+    if any(process.returncode for process in started):
+        return {"seconds": None, "peak_rss_mb": None, "note": "failed: " + outs[0][1].strip()[-300:]}
+    got = [json.loads(out.splitlines()[-1]) for out, _ in outs]
+    return {"seconds": max(g["seconds"] for g in got), "peak_rss_mb": max(g["peak_rss_mb"] for g in got),
+            "note": "two processes, each over the whole file: MB and MB/s count both"}
+
+
+def _measure_side_by_side(cases: list[tuple[str, tuple[str, ...]]], source: Path, work: Path, repeat: int) \
+        -> dict[str, dict]:
+    """The best of `repeat` runs of each case on one file (the lowest seconds, and that run's peak RSS), with every
+    run's seconds in "runs". The cases take turns (`bench/turns.py`)."""
+    best: dict[str, dict] = {}
+    runs: dict[str, list[float]] = {case: [] for case, _ in cases}
+    for _, (case, extra) in in_turns(cases, repeat):
+        if case in best and best[case]["seconds"] is None:
+            continue  # failed or not installed: once is enough
+        got = _measure_once(case, source, work, *extra)
+        if got["seconds"] is not None:
+            runs[case].append(round(got["seconds"], 3))
+        if case not in best or got["seconds"] is None or got["seconds"] < best[case]["seconds"]:
+            best[case] = got
+    return {case: got | {"runs": runs[case]} for case, got in best.items()}
 
 
 def _machine() -> dict:
@@ -143,22 +184,30 @@ def _predicted(source: Path, work: Path, prefix: str, mb: float | None) -> tuple
 
 
 def run_cases(files: dict[str, Path], work: Path, repeat: int) -> list[dict]:
+    """Every case of item 1 of the module's docstring; the cases on one file are measured side by side."""
+    staged = ("--staged", str(files["staged"]))
+    short_staged = ("--staged", str(files["short-staged"]))
+    plan = [
+        ("collect", files["predictions"],
+         [(case, staged if case.startswith("postprocess") else ())
+          for case in ("postprocess", "postprocess-1", "parse-only", TWO_AT_ONCE, "duckdb", "jq", "cat")]),
+        (SHORT, files["short-predictions"], [(case, short_staged) for case in ("postprocess", "postprocess-1")]),
+        ("validate", files["input"], [(case, ()) for case in ("validate", "validate-1", "parse-only")]),
+        (SHORT_VALIDATE, files["short-input"], [(case, ()) for case in ("validate", "validate-1", "parse-only")]),
+        (MIXED_VALIDATE, files["mixed-input"], [(case, ()) for case in ("validate", "validate-1", "parse-only")]),
+    ]
     rows = []
-    plan = [("collect", case, files["predictions"], ("--staged", str(files["staged"])))
-            for case in ("postprocess", "postprocess-1", "parse-only", "duckdb", "jq", "cat")]
-    plan += [(SHORT, case, files["short-predictions"], ("--staged", str(files["short-staged"])))
-             for case in ("postprocess", "postprocess-1")]
-    plan += [("validate", case, files["input"], ()) for case in ("validate", "validate-1", "parse-only")]
-    plan += [(SHORT_VALIDATE, case, files["short-input"], ()) for case in ("validate", "validate-1", "parse-only")]
-    plan += [(MIXED_VALIDATE, case, files["mixed-input"], ()) for case in ("validate", "validate-1", "parse-only")]
-    for what, case, source, extra in plan:
-        got = _measure(case, source, work / "case", repeat, *extra)
-        mb = source.stat().st_size / 1e6
-        seconds = got["seconds"]
-        rows.append({"path": what, "case": case, "label": LABELS[case], "mb": round(mb, 1),
-                     "seconds": None if seconds is None else round(seconds, 3),
-                     "mb_per_s": None if not seconds else round(mb / seconds, 1),
-                     "peak_rss_mb": got["peak_rss_mb"], "note": got["note"]})
+    for what, source, cases in plan:
+        measured = _measure_side_by_side(cases, source, work / "case", repeat)
+        size = source.stat().st_size / 1e6
+        for case, _ in cases:
+            got = measured[case]
+            seconds = got["seconds"]
+            mb = 2 * size if case == TWO_AT_ONCE else size
+            rows.append({"path": what, "case": case, "label": LABELS[case], "mb": round(mb, 1),
+                         "seconds": None if seconds is None else round(seconds, 3),
+                         "mb_per_s": None if not seconds else round(mb / seconds, 1),
+                         "peak_rss_mb": got["peak_rss_mb"], "note": got["note"], "runs": got["runs"]})
     return rows
 
 
@@ -171,6 +220,11 @@ def ratios(rows: list[dict]) -> list[dict]:
         x = round(b["seconds"] / a["seconds"], 2) if a["seconds"] and b["seconds"] else None
         out.append({"path": what, "ours": ours, "baseline": base, "x": x, "target": target,
                     "met": None if x is None else x >= target})
+    a, b = by.get(("collect", TWO_AT_ONCE)), by.get(("collect", "parse-only"))
+    if a and b:  # no target: how much a second process gains here, to read the figures of those that use two
+        x = round(a["mb_per_s"] / b["mb_per_s"], 2) if a["mb_per_s"] and b["mb_per_s"] else None
+        out.append({"path": "collect", "ours": TWO_AT_ONCE, "baseline": "parse-only", "x": x, "target": None,
+                    "met": None})
     for r in rows:
         if r["case"] in ("postprocess", "postprocess-1", "validate", "validate-1") and r["peak_rss_mb"] is not None:
             out.append({"path": r["path"], "ours": r["case"], "baseline": "peak RSS MB", "x": r["peak_rss_mb"],
@@ -190,7 +244,8 @@ def render(rows: list[dict], checks: list[dict]) -> str:
             name, measured, target = f"{c['path']}: {LABELS[c['ours']]} peak RSS MB", c["x"], f"<= {c['target']}"
         else:
             name = f"{c['path']}: {LABELS[c['ours']]} vs {c['baseline']} (throughput)"
-            measured, target = ("-" if c["x"] is None else f"{c['x']}x"), f">= {c['target']}x"
+            measured = "-" if c["x"] is None else f"{c['x']}x"
+            target = "-" if c["target"] is None else f">= {c['target']}x"
         met = "-" if c["met"] is None else ("yes" if c["met"] else "no")
         lines.append(f"| {name} | {measured} | {target} | {met} |")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench._servers import limited_storage
+from bench.turns import in_turns
 
 BUCKET = "bench"
 
@@ -149,14 +150,20 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2, short_so
                 (SHORT, "validate, one core"): lambda n: _validate(store, f"t{n}", "incoming/short.jsonl",
                                                                    {"SUBMIT_WORKERS": "1"}),
             })
+        best: dict[tuple[str, str], tuple[float, str | None]] = {}
+        for path in sources:  # the cases of one object take turns (`bench/turns.py`)
+            for n, key in in_turns([key for key in cases if key[0] == path], repeat):
+                with contextlib.redirect_stdout(io.StringIO()):  # the pipeline's log lines
+                    got = cases[key](n)
+                if key not in best or got[0] < best[key][0]:
+                    best[key] = got
         rows = []
-        for (path, case), fn in cases.items():
-            with contextlib.redirect_stdout(io.StringIO()):  # the pipeline's log lines
-                best = min((fn(n) for n in range(repeat)), key=lambda got: got[0])
+        for (path, case), (seconds, note) in best.items():
             mb = sources[path].stat().st_size / 1e6
-            rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(best[0], 3),
-                         "mb_per_s": round(mb / best[0], 1), "note": best[1]})
-        return rows
+            rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(seconds, 3),
+                         "mb_per_s": round(mb / seconds, 1), "note": note})
+        order = list(cases)
+        return sorted(rows, key=lambda r: order.index((r["path"], r["case"])))
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from bench import inputs, predictions
+from bench.turns import in_turns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +95,11 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
     assert cases[("validate, short lines", "parse-only")]["seconds"] is not None
     assert cases[("validate, short lines of three shapes in turn", "parse-only")]["seconds"] is not None
     assert sum(c["baseline"] == "peak RSS MB" for c in doc["checks"]) == 10
+    two = cases[("collect", "parse-only-2x")]
+    assert two["seconds"] is not None and two["mb"] == 2 * cases[("collect", "parse-only")]["mb"], two
+    second_core = [c for c in doc["checks"] if c["ours"] == "parse-only-2x"]
+    assert len(second_core) == 1 and second_core[0]["x"] > 0 and second_core[0]["target"] is None
+    assert all(len(r["runs"]) == 1 for r in doc["results"] if r["seconds"] is not None)
     assert "| check |" in done.stdout
     storage = {(r["path"], r["case"]): r for r in doc["throughStorage"]["results"]}
     assert storage[("collect", "raw download")]["seconds"] > 0
@@ -123,3 +129,28 @@ def test_the_limits_proxy_benchmark_runs_at_a_tiny_scale():
     doc = json.loads(done.stdout)
     assert doc["proxy"] == "own process" and doc["proxy_peak_rss_mb"] > 0
     assert all(doc[key]["direct"] and doc[key]["proxy"] for key in ("upload_mb_s", "download_mb_s"))
+
+
+def test_cases_on_one_file_take_turns_round_by_round_and_the_best_run_counts(monkeypatch, tmp_path):
+    """A host that drifts weighs on every case alike: rounds alternate their order; a failed case is not run
+    again; each case keeps its lowest seconds and lists every run's."""
+    import bench.__main__ as bench_main
+
+    calls = []
+    seconds = {"a": iter([3.0, 1.0, 2.0]), "b": iter([1.5, 2.5, 0.5]), "c": iter([None])}
+
+    def once(case, source, work, *extra):
+        calls.append((case, extra))
+        got = next(seconds[case])
+        return {"seconds": got, "peak_rss_mb": 10.0 + (got or 0), "note": None if got else "failed: no"}
+
+    monkeypatch.setattr(bench_main, "_measure_once", once)
+    cases = [("a", ("--staged", "x")), ("b", ()), ("c", ())]
+    got = bench_main._measure_side_by_side(cases, tmp_path / "f", tmp_path / "w", 3)
+    assert [case for case, _ in calls] == ["a", "b", "c", "b", "a", "a", "b"]
+    assert calls[0] == ("a", ("--staged", "x"))
+    assert got["a"] == {"seconds": 1.0, "peak_rss_mb": 11.0, "note": None, "runs": [3.0, 1.0, 2.0]}
+    assert got["b"]["seconds"] == 0.5 and got["b"]["runs"] == [1.5, 2.5, 0.5]
+    assert got["c"]["seconds"] is None and got["c"]["note"] == "failed: no" and got["c"]["runs"] == []
+    assert ["".join(case for _, case in in_turns("abc", 3))] == ["abccbaabc"]
+    assert [n for n, _ in in_turns("ab", 2)] == [0, 0, 1, 1]
