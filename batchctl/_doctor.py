@@ -18,7 +18,7 @@ from batchctl._output import emit_json
 from shared import layout, scheduler_state
 from shared.errors import ConfigError
 from shared.redrive import Subscription, source_topics
-from shared.vertex.genai import label_filter
+from shared.vertex.base import label_filter
 
 
 class Status(StrEnum):

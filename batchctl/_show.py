@@ -19,7 +19,7 @@ from shared.errors import VertexError
 from shared.lines import iter_lines
 from shared.runindex import RunSummary
 from shared.storage.base import ObjectMissing
-from shared.vertex.genai import label_filter
+from shared.vertex.base import label_filter
 
 SCAN_LINES = 200_000  # error lines read for the examples (the counts by reason come from the run record)
 _EXAMPLE = 160

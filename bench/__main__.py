@@ -14,7 +14,8 @@
 2. the same two paths through the local Cloud Storage, beside that storage's own raw download of the same
    objects (`bench/through_storage.py`);
 3. one poll tick at 10, 1,000 and 10,000 active jobs on the Vertex emulator (`bench/poll.py`);
-4. 200,000 rows from upload to report on the local cloud, split by phase (`bench/e2e.py`).
+4. 200,000 rows from upload to report on the local cloud, split by phase (`bench/e2e.py`);
+5. what a function instance costs before its first event (`bench/cold_start.py`; no target).
 
 Ratios are of figures taken in the same run on the same files, so they hold across machines even when the
 absolute MB/s do not; the cases on one file take turns, round by round (`bench/turns.py`), so a host whose speed
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import e2e, inputs, poll, predictions, through_storage
+from bench import cold_start, e2e, inputs, poll, predictions, through_storage
 from bench.turns import in_turns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     poll_jobs = [int(n) for n in args.poll_jobs.split(",") if n.strip()]
     ticks = poll.run(poll_jobs) if poll_jobs else None
     ends = [e2e.run(args.e2e_rows) for _ in range(args.repeat)] if args.e2e_rows else None
+    start = cold_start.run(max(args.repeat, 3))
     sections = [render(rows, checks)]
     if storage:
         sections.append(render_storage(storage, through_storage.ratios(storage)))
@@ -295,13 +297,15 @@ def main(argv: list[str] | None = None) -> None:
     if ends:
         sections.append(f"End to end on the local cloud (bench/e2e.py), target {e2e.TARGET_SECONDS:g} s for "
                         f"{e2e.TARGET_ROWS:,} rows:\n\n" + e2e.render(ends))
+    sections.append("A function instance's start (bench/cold_start.py), the best of "
+                    f"{len(start['runs'])}:\n\n" + cold_start.render(start))
     print("\n\n".join(sections))
     command = "python -m bench" + (f" --mb {args.mb:g}" if args.mb != 200 else "")
     doc = {"command": command, "commit": _commit(), "machine": _machine(),
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mb": args.mb, "repeat": args.repeat,
            "results": rows, "checks": checks,
            "throughStorage": storage and {"results": storage, "checks": through_storage.ratios(storage)},
-           "poll": ticks, "endToEnd": ends and [_e2e_summary(r) for r in ends]}
+           "poll": ticks, "endToEnd": ends and [_e2e_summary(r) for r in ends], "coldStart": start}
     args.results.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwritten {args.results}")
 

@@ -67,7 +67,8 @@ from shared.config import Config
 from shared.pipeline import Pipeline
 from shared.publisher import MemoryPublisher
 from shared.storage.gcs import GcsStore, make_client
-from shared.vertex.genai import GenaiVertexJobs, label_filter
+from shared.vertex.base import label_filter
+from shared.vertex.genai import GenaiVertexJobs
 from shared.vertex.genai import make_client as make_vertex_client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,8 @@
 """The four Cloud Functions' entry points (deployed as they are, and served locally by functions-framework).
 
-Configuration is read once, at import: a bad environment fails the instance at start, naming the variable.
+Configuration is read once, at import: a bad environment fails the instance at start, naming the variable. The
+Vertex SDK is imported on the first Vertex call instead (`shared/vertex/deferred.py`): an instance that makes none
+starts in about half the CPU.
 """
 
 import functions_framework

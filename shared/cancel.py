@@ -25,7 +25,7 @@ from shared.errors import PermanentError
 from shared.pipeline import Pipeline
 from shared.storage import mutate_json
 from shared.vertex import JobInfo
-from shared.vertex.genai import label_filter
+from shared.vertex.base import label_filter
 
 
 @dataclass(frozen=True, slots=True)

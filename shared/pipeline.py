@@ -32,15 +32,22 @@ class Pipeline:
     def from_env(cls) -> Pipeline:
         from shared.publisher import PubSubDeadLetters, PubSubPublisher
         from shared.storage.gcs import GcsStore, make_client
-        from shared.vertex.genai import GenaiVertexJobs
-        from shared.vertex.genai import make_client as make_vertex_client
+        from shared.vertex.deferred import DeferredVertexJobs
 
         config = Config.from_env()
+
+        def vertex_jobs() -> VertexJobs:
+            # The SDK is imported here, on the first Vertex call (`shared/vertex/deferred.py`).
+            from shared.vertex.genai import GenaiVertexJobs
+            from shared.vertex.genai import make_client as make_vertex_client
+
+            return GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url,
+                                                      timeout_ms=config.vertex_call_seconds * 1000))
+
         return cls(
             config=config,
             store=GcsStore(make_client(config.project)),
-            vertex=GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url,
-                                                      timeout_ms=config.vertex_call_seconds * 1000)),
+            vertex=DeferredVertexJobs(vertex_jobs),
             publisher=PubSubPublisher(config.project),
             dead_letters=PubSubDeadLetters(config.project) if config.dead_letter_subscriptions else None,
         )

@@ -20,7 +20,7 @@ from shared.errors import ConfigError
 from shared.pipeline import Pipeline
 from shared.scheduler_state import Queued
 from shared.vertex import JobInfo
-from shared.vertex.genai import label_filter
+from shared.vertex.base import label_filter
 
 # Look back a little before the oldest reservation: the job's create time is Vertex's clock, not ours.
 _CLOCK_SLACK = timedelta(minutes=10)

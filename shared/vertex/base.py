@@ -41,6 +41,15 @@ class JobInfo:
         return (self.create_time.timestamp() if self.create_time else 0, self.name)
 
 
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def label_filter(labels: Mapping[str, str]) -> str:
+    """A Vertex list filter matching jobs that carry all these labels."""
+    return " AND ".join(f"labels.{k}={_quote(v)}" for k, v in sorted(labels.items()))
+
+
 class VertexJobs(Protocol):
     def create(self, *, model: str, source_uri: str, destination_prefix: str, display_name: str,
                labels: Mapping[str, str]) -> JobInfo:

@@ -13,7 +13,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from shared.errors import VertexAmbiguousError, VertexDeniedError, VertexRejectedError, VertexTransientError
-from shared.vertex.base import JobInfo
+from shared.vertex.base import JobInfo, label_filter
 
 _RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
 
@@ -43,14 +43,6 @@ def _info(job: types.BatchJob) -> JobInfo:
         error_message=job.error.message if job.error else None,
         display_name=job.display_name,
     )
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def label_filter(labels: Mapping[str, str]) -> str:
-    return " AND ".join(f"labels.{k}={_quote(v)}" for k, v in sorted(labels.items()))
 
 
 class GenaiVertexJobs:

@@ -112,6 +112,10 @@ def test_the_bench_runs_every_case_at_a_tiny_scale_and_writes_its_results(tmp_pa
     assert {c["path"] for c in doc["throughStorage"]["checks"]} == {"collect", "validate", "validate, short lines"}
     assert [r["jobs"] for r in doc["poll"]] == [3] and doc["poll"][0]["vertex_calls"] >= 1
     assert doc["endToEnd"] is None
+    start = doc["coldStart"]
+    assert start["seconds"] > 0 and start["peak_rss_mb"] > 0 and len(start["runs"]) == 3
+    assert start["vertex_sdk_at_start"] is False and start["first_vertex_call_adds_seconds"] > 0
+    assert "A function instance's start" in done.stdout
 
 
 def test_the_input_maker_writes_valid_request_lines_of_the_size_asked(tmp_path):

@@ -1,0 +1,88 @@
+"""What a function instance does before its first event: read its configuration and build its adapters, without
+the google-genai SDK, which it imports on its first Vertex call (`shared/vertex/deferred.py`)."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from shared.vertex import JobInfo
+from shared.vertex.deferred import DeferredVertexJobs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_instance_starts_without_the_vertex_sdk_and_imports_it_on_its_first_vertex_call():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GOOGLE_CLOUD_PROJECT": "p", "INPUT_BUCKET": "in-bucket",
+           "OUTPUT_BUCKET": "out-bucket", "VERTEX_BASE_URL": "http://127.0.0.1:9",
+           "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9", "PUBSUB_EMULATOR_HOST": "127.0.0.1:9"}
+    code = """if True:
+        import sys
+        import functions.main as main
+        assert "google.genai" not in sys.modules, "imported at start"
+        jobs = main.PIPELINE.vertex
+        assert not jobs.built
+        jobs._real()
+        assert jobs.built and "google.genai" in sys.modules
+        assert type(jobs._real()).__name__ == "GenaiVertexJobs"
+    """
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def create(self, **kwargs):
+        self.calls.append(("create", kwargs))
+        return JobInfo("jobs/1", "JOB_STATE_PENDING")
+
+    def find(self, labels):
+        self.calls.append(("find", labels))
+        return None
+
+    def list(self, filter, page_size=100):  # noqa: A002
+        self.calls.append(("list", filter, page_size))
+        return iter([JobInfo("jobs/2", "JOB_STATE_RUNNING")])
+
+    def get(self, name):
+        self.calls.append(("get", name))
+        return JobInfo(name, "JOB_STATE_SUCCEEDED")
+
+    def cancel(self, name):
+        self.calls.append(("cancel", name))
+
+
+def test_the_deferred_adapter_is_built_once_whichever_threads_call_first_and_passes_every_call_on():
+    built: list[_Recorded] = []
+
+    def build() -> _Recorded:
+        time.sleep(0.05)  # long enough for the other threads to arrive meanwhile
+        built.append(_Recorded())
+        return built[-1]
+
+    jobs = DeferredVertexJobs(build)
+    assert not jobs.built and built == []
+    threads = [threading.Thread(target=jobs.get, args=(f"jobs/{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and jobs.built
+    real = built[0]
+    real.calls.clear()
+    assert jobs.create(model="m", source_uri="gs://b/i", destination_prefix="gs://b/o", display_name="d",
+                       labels={"run": "r"}).name == "jobs/1"
+    assert jobs.find({"run": "r"}) is None
+    assert [j.name for j in jobs.list("labels.run=\"r\"", page_size=7)] == ["jobs/2"]
+    assert jobs.get("jobs/3").state == "JOB_STATE_SUCCEEDED"
+    jobs.cancel("jobs/4")
+    assert real.calls == [
+        ("create", {"model": "m", "source_uri": "gs://b/i", "destination_prefix": "gs://b/o", "display_name": "d",
+                    "labels": {"run": "r"}}),
+        ("find", {"run": "r"}), ("list", "labels.run=\"r\"", 7), ("get", "jobs/3"), ("cancel", "jobs/4")]
+    assert len(built) == 1
