@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(f"End to end on the local cloud (bench/e2e.py), target {e2e.TARGET_SECONDS:g} s for "
                         f"{e2e.TARGET_ROWS:,} rows:\n\n" + e2e.render(ends))
     sections.append("A function instance's start (bench/cold_start.py), the best of "
-                    f"{len(start['runs'])}:\n\n" + cold_start.render(start))
+                    f"{len(start['collect']['runs'])} each:\n\n" + cold_start.render(start))
     print("\n\n".join(sections))
     command = "python -m bench" + (f" --mb {args.mb:g}" if args.mb != 200 else "")
     doc = {"command": command, "commit": _commit(), "machine": _machine(),

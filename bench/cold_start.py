@@ -1,13 +1,14 @@
 """What a function instance costs before its first event: importing `functions/main.py`, which reads the
-configuration and builds the pipeline's adapters (Cloud Storage, Pub/Sub, and Vertex, whose SDK is imported on
-the first Vertex call: `shared/vertex/deferred.py`).
+configuration and builds the pipeline's adapters (Cloud Storage, Pub/Sub, and Vertex, whose SDK collect and
+reconcile import on their first Vertex call, and poll and submit as they start: `shared/vertex/deferred.py`).
 
     python -m bench.cold_start [--repeat 3] [--json]
 
 Each run is a fresh interpreter with a complete environment (the local servers' addresses, none of them needed
-to start): seconds and CPU seconds of the import, the process's peak RSS after it, whether the Vertex SDK was
-loaded by then, and what building the Vertex adapter on the first call adds. The fastest run counts. Cloud Run
-bills an instance's start, and a burst of uploads or finished jobs starts several.
+to start), as an instance of collect and as one of submit: seconds and CPU seconds of the import, the process's
+peak RSS after it, whether the Vertex SDK was loaded by then, and what building the Vertex adapter on the first
+call then adds. The fastest run of each counts. Cloud Run bills an instance's start, and a burst of uploads or of
+finished jobs starts several.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.turns import in_turns
 from local._table import text_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +42,11 @@ _PROBE = """if True:
 """
 
 
-def measure_once() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **_ENV}
+FUNCTIONS = ("collect", "submit")
+
+
+def measure_once(function: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **_ENV, "FUNCTION_TARGET": function}
     done = subprocess.run([sys.executable, "-c", _PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     if done.returncode:
@@ -49,20 +54,26 @@ def measure_once() -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def run(repeat: int = 3) -> dict:
-    """The fastest of `repeat` fresh starts, with every run's seconds."""
-    runs = [measure_once() for _ in range(repeat)]
-    best = min(runs, key=lambda r: r["seconds"])
-    rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items()}
-    return rounded | {"runs": [round(r["seconds"], 3) for r in runs]}
+def run(repeat: int = 3) -> dict[str, dict]:
+    """Per function of `FUNCTIONS`: the fastest of `repeat` fresh starts, with every run's seconds (the functions
+    take turns)."""
+    runs: dict[str, list[dict]] = {function: [] for function in FUNCTIONS}
+    for _, function in in_turns(FUNCTIONS, repeat):
+        runs[function].append(measure_once(function))
+    out = {}
+    for function, got in runs.items():
+        best = min(got, key=lambda r: r["seconds"])
+        out[function] = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items()} | {
+            "runs": [round(r["seconds"], 3) for r in got]}
+    return out
 
 
-def render(result: dict) -> str:
-    rows = [["import functions/main.py (config and adapters)", f"{result['seconds']:.2f}",
-             f"{result['cpu_seconds']:.2f}", f"{result['peak_rss_mb']:.1f}",
-             "yes" if result["vertex_sdk_at_start"] else "no"],
-            ["the first Vertex call then adds", f"{result['first_vertex_call_adds_seconds']:.2f}", "", "", ""]]
-    return text_table([["step", "s", "CPU s", "peak RSS MB", "Vertex SDK loaded"], *rows], left=(0, 4))
+def render(result: dict[str, dict]) -> str:
+    rows = [[function, f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}", f"{r['peak_rss_mb']:.1f}",
+             "yes" if r["vertex_sdk_at_start"] else "no", f"{r['first_vertex_call_adds_seconds']:.2f}"]
+            for function, r in result.items()]
+    head = ["instance of", "import s", "CPU s", "peak RSS MB", "Vertex SDK at start", "first Vertex call adds s"]
+    return text_table([head, *rows], left=(0, 4))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,21 @@
 """The four Cloud Functions' entry points (deployed as they are, and served locally by functions-framework).
 
 Configuration is read once, at import: a bad environment fails the instance at start, naming the variable. The
-Vertex SDK is imported on the first Vertex call instead (`shared/vertex/deferred.py`): an instance that makes none
-starts in about half the CPU.
+Vertex SDK is not imported then by collect and reconcile (`shared/vertex/deferred.py`): they import it on their first
+Vertex call, which most of their instances never make, and start in about half the CPU. Poll and submit, which call
+Vertex on nearly every event, import it as they start, so that their first event does not wait for it.
 """
+
+import os
 
 import functions_framework
 
 from shared import handlers
 from shared.pipeline import Pipeline
 
-PIPELINE = Pipeline.from_env()
+# The platform names the function an instance serves (as the local cloud does).
+VERTEX_ON_EVERY_EVENT = ("poll", "submit")
+PIPELINE = Pipeline.from_env(vertex_at_start=os.environ.get("FUNCTION_TARGET") in VERTEX_ON_EVERY_EVENT)
 
 
 @functions_framework.cloud_event

@@ -29,7 +29,9 @@ class Pipeline:
     dead_letters: DeadLetters | None = None
 
     @classmethod
-    def from_env(cls) -> Pipeline:
+    def from_env(cls, *, vertex_at_start: bool = False) -> Pipeline:
+        """The pipeline the environment configures. The Vertex adapter is built on its first call, or here with
+        `vertex_at_start` (`shared/vertex/deferred.py`)."""
         from shared.publisher import PubSubDeadLetters, PubSubPublisher
         from shared.storage.gcs import GcsStore, make_client
         from shared.vertex.deferred import DeferredVertexJobs
@@ -44,10 +46,13 @@ class Pipeline:
             return GenaiVertexJobs(make_vertex_client(config.project, config.location, config.vertex_base_url,
                                                       timeout_ms=config.vertex_call_seconds * 1000))
 
+        vertex = DeferredVertexJobs(vertex_jobs)
+        if vertex_at_start:
+            vertex.build_now()
         return cls(
             config=config,
             store=GcsStore(make_client(config.project)),
-            vertex=DeferredVertexJobs(vertex_jobs),
+            vertex=vertex,
             publisher=PubSubPublisher(config.project),
             dead_letters=PubSubDeadLetters(config.project) if config.dead_letter_subscriptions else None,
         )

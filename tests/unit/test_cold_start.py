@@ -8,29 +8,46 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from shared.vertex import JobInfo
 from shared.vertex.deferred import DeferredVertexJobs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_an_instance_starts_without_the_vertex_sdk_and_imports_it_on_its_first_vertex_call():
+def _start_instance(function: str | None, then: str) -> None:
+    """Import functions/main.py as an instance of `function` starts, in a fresh interpreter, then run `then`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GOOGLE_CLOUD_PROJECT": "p", "INPUT_BUCKET": "in-bucket",
            "OUTPUT_BUCKET": "out-bucket", "VERTEX_BASE_URL": "http://127.0.0.1:9",
            "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9", "PUBSUB_EMULATOR_HOST": "127.0.0.1:9"}
-    code = """if True:
-        import sys
-        import functions.main as main
+    env.pop("FUNCTION_TARGET", None)
+    if function is not None:  # None: run outside the platform, which names no function
+        env["FUNCTION_TARGET"] = function
+    code = "import sys, threading\nimport functions.main as main\njobs = main.PIPELINE.vertex\n" + then
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("function", ["collect", "reconcile", None])
+def test_collect_and_reconcile_start_without_the_vertex_sdk_and_import_it_on_their_first_vertex_call(function):
+    _start_instance(function, """if True:
         assert "google.genai" not in sys.modules, "imported at start"
-        jobs = main.PIPELINE.vertex
         assert not jobs.built
         jobs._real()
         assert jobs.built and "google.genai" in sys.modules
         assert type(jobs._real()).__name__ == "GenaiVertexJobs"
-    """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    """)
+
+
+@pytest.mark.parametrize("function", ["poll", "submit"])
+def test_poll_and_submit_build_their_vertex_client_as_they_start(function):
+    _start_instance(function, """if True:
+        assert jobs.built and "google.genai" in sys.modules
+        assert type(jobs._real()).__name__ == "GenaiVertexJobs"
+        assert [t.name for t in threading.enumerate()] == ["MainThread"]  # nothing a fork would lose
+    """)
 
 
 class _Recorded:
@@ -86,3 +103,20 @@ def test_the_deferred_adapter_is_built_once_whichever_threads_call_first_and_pas
                     "labels": {"run": "r"}}),
         ("find", {"run": "r"}), ("list", "labels.run=\"r\"", 7), ("get", "jobs/3"), ("cancel", "jobs/4")]
     assert len(built) == 1
+
+
+def test_a_failed_build_is_tried_again_by_the_next_call():
+    attempts = []
+
+    def build() -> _Recorded:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("no credentials")
+        return _Recorded()
+
+    jobs = DeferredVertexJobs(build)
+    with pytest.raises(RuntimeError, match="no credentials"):
+        jobs.cancel("jobs/1")
+    assert not jobs.built
+    jobs.cancel("jobs/1")
+    assert attempts == [1, 1] and jobs.built
