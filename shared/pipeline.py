@@ -39,7 +39,7 @@ class Pipeline:
         config = Config.from_env()
 
         def vertex_jobs() -> VertexJobs:
-            # The SDK is imported here, on the first Vertex call (`shared/vertex/deferred.py`).
+            # The SDK is imported here: on the first Vertex call, or now with `vertex_at_start`.
             from shared.vertex.genai import GenaiVertexJobs
             from shared.vertex.genai import make_client as make_vertex_client
 
