@@ -32,7 +32,10 @@ _PROBE = """if True:
     wall, cpu = time.perf_counter(), time.process_time()
     import functions.main as main
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux keeps the latter across exec, so it may be the parent's (the bench's) size.
+    with open("/proc/self/status") as f:
+        rss = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0) / 1024
+    rss = rss or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sdk = "google.genai" in sys.modules
     build = time.perf_counter()
     main.PIPELINE.vertex._real()  # what the adapter's first call does before it calls Vertex
