@@ -1,9 +1,9 @@
 """The four Cloud Functions' entry points (deployed as they are, and served locally by functions-framework).
 
 Configuration is read once, at import: a bad environment fails the instance at start, naming the variable. The
-Vertex SDK is not imported then by collect and reconcile (`shared/vertex/deferred.py`): they import it on their first
-Vertex call, which most of their instances never make, and start in about half the CPU. Poll and submit, which call
-Vertex on nearly every event, import it as they start, so that their first event does not wait for it.
+Vertex SDK is not imported then by collect (`shared/vertex/deferred.py`): it imports it on its first Vertex call,
+which most of its instances never make, and starts in about half the CPU. Poll, submit and reconcile, which call
+Vertex on most events, import it as they start, so that an event does not wait for it.
 """
 
 import os
@@ -14,8 +14,8 @@ from shared import handlers
 from shared.pipeline import Pipeline
 
 # The platform names the function an instance serves (as the local cloud does).
-VERTEX_ON_EVERY_EVENT = ("poll", "submit")
-PIPELINE = Pipeline.from_env(vertex_at_start=os.environ.get("FUNCTION_TARGET") in VERTEX_ON_EVERY_EVENT)
+VERTEX_ON_MOST_EVENTS = ("poll", "submit", "reconcile")
+PIPELINE = Pipeline.from_env(vertex_at_start=os.environ.get("FUNCTION_TARGET") in VERTEX_ON_MOST_EVENTS)
 
 
 @functions_framework.cloud_event

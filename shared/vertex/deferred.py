@@ -2,10 +2,12 @@
 
 Importing the google-genai SDK and building its client take ~0.6-1.0 CPU-s, about half of what a function
 instance spends before it can take its first event (`python -m bench.cold_start`). Collect mostly finishes a part
-without a Vertex call (it starts jobs only when parts are queued), and reconcile calls Vertex only to check a run
-it repairs, so an instance of theirs that never calls Vertex never pays for it. Poll calls Vertex on every tick and
-submit on nearly every upload: their instances build it as they start, as before (`Pipeline.from_env`), so their
-first event does not wait for it. Not on a thread of its own: functions-framework imports the functions' module
+without a Vertex call (it starts jobs only when parts are queued), so its instances, which a burst of finished
+jobs starts by the several, build it on their first call, and most never pay for it. Poll calls Vertex on every
+tick, submit on nearly every upload, and reconcile whenever a part's job has ended and its part is not collected
+yet (which, with a pipeline at work, is most ticks): their instances build it as they start, as before
+(`Pipeline.from_env`), so that an event does not wait for it (reconcile deferring it took ~1.5 CPU-s in the middle
+of the end-to-end run's collect). Not on a thread of its own: functions-framework imports the functions' module
 and then forks its server's worker, which would inherit the lock the thread held, held for good. Configuration is
 still read and checked at start (`Config.from_env`); what the SDK itself may refuse surfaces at the first call, as
 any other Vertex error of that call.

@@ -30,8 +30,8 @@ def _start_instance(function: str | None, then: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("function", ["collect", "reconcile", None])
-def test_collect_and_reconcile_start_without_the_vertex_sdk_and_import_it_on_their_first_vertex_call(function):
+@pytest.mark.parametrize("function", ["collect", None])
+def test_collect_starts_without_the_vertex_sdk_and_imports_it_on_its_first_vertex_call(function):
     _start_instance(function, """if True:
         assert "google.genai" not in sys.modules, "imported at start"
         assert not jobs.built
@@ -41,8 +41,8 @@ def test_collect_and_reconcile_start_without_the_vertex_sdk_and_import_it_on_the
     """)
 
 
-@pytest.mark.parametrize("function", ["poll", "submit"])
-def test_poll_and_submit_build_their_vertex_client_as_they_start(function):
+@pytest.mark.parametrize("function", ["poll", "submit", "reconcile"])
+def test_poll_submit_and_reconcile_build_their_vertex_client_as_they_start(function):
     _start_instance(function, """if True:
         assert jobs.built and "google.genai" in sys.modules
         assert type(jobs._real()).__name__ == "GenaiVertexJobs"
