@@ -1,6 +1,6 @@
 """What a function instance costs before its first event: importing `functions/main.py`, which reads the
-configuration and builds the pipeline's adapters (Cloud Storage, Pub/Sub, and Vertex, whose SDK collect and
-reconcile import on their first Vertex call, and poll and submit as they start: `shared/vertex/deferred.py`).
+configuration and builds the pipeline's adapters (Cloud Storage, Pub/Sub, and Vertex, whose SDK collect imports
+on its first Vertex call, and poll, submit and reconcile as they start: `shared/vertex/deferred.py`).
 
     python -m bench.cold_start [--repeat 3] [--json]
 

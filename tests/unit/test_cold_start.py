@@ -1,5 +1,6 @@
-"""What a function instance does before its first event: read its configuration and build its adapters, without
-the google-genai SDK, which it imports on its first Vertex call (`shared/vertex/deferred.py`)."""
+"""What a function instance does before its first event: read its configuration and build its adapters. Collect
+leaves the google-genai SDK for its first Vertex call; poll, submit and reconcile build their Vertex client then,
+on the main thread (`shared/vertex/deferred.py`)."""
 
 import os
 import subprocess
