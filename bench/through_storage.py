@@ -158,12 +158,12 @@ def run(predictions: Path, staged: Path, source: Path, repeat: int = 2, short_so
                 if key not in best or got[0] < best[key][0]:
                     best[key] = got
         rows = []
-        for (path, case), (seconds, note) in best.items():
+        for path, case in cases:  # in the cases' order
+            seconds, note = best[(path, case)]
             mb = sources[path].stat().st_size / 1e6
             rows.append({"path": path, "case": case, "mb": round(mb, 1), "seconds": round(seconds, 3),
                          "mb_per_s": round(mb / seconds, 1), "note": note})
-        order = list(cases)
-        return sorted(rows, key=lambda r: order.index((r["path"], r["case"])))
+        return rows
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -546,7 +546,8 @@ class KnownShapes:
         staged: list[bytes] = []
         placed: list[int] = []  # the line of the run each of `staged` is
         for members in groups:
-            # (A run of one count failed as one shape already: its lines are grouped by shape at once.)
+            # (A run of one count is grouped by shape at once: it failed as one shape already, or, taken grouped
+            # first after a grouped run, it is tried as one shape when this finds it all of one.)
             got = self._staged_group(lines, members, first_row, max_bytes) if len(groups) > 1 else None
             if got is not None:
                 staged += got
