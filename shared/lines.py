@@ -16,6 +16,28 @@ READ_SIZE = 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
+# Bytes looked at to tell long lines (a Python step each is cheap) from short ones, and the most newlines in them
+# for lines to count as long (an average above 1 KB).
+_PROBE = 64 * 1024
+_PROBE_LINES = _PROBE // 1024
+
+
+def newlines(data: bytes | bytearray) -> int:
+    """`data.count(b"\\n")`, at memchr speed when the lines are long.
+
+    bytes.count of one byte is a byte-by-byte C loop (200 MB of ~4.6 KB lines: 0.13 s), where bytes.find is
+    memchr: walking newline to newline took 0.04 s. Short lines (200,000 in 63 MB) keep the one count (0.04 s,
+    against 0.08 s walked). The first 64 KB tell which they are."""
+    if data.count(b"\n", 0, _PROBE) > _PROBE_LINES:
+        return data.count(b"\n")
+    find, count = data.find, 0
+    at = find(b"\n")
+    while at >= 0:
+        count += 1
+        at = find(b"\n", at + 1)
+    return count
+
+
 class TooLong(bytes):
     """Stands in for a line over the limit: its first bytes (a preview) plus the full length."""
 

@@ -361,6 +361,19 @@ class LineValidator:
                 return False
         return True
 
+    def entries(self) -> list[tuple[str, str | None]]:
+        """Every key path of the schema with its type (None: a column only null has filled), in the form `holds`
+        takes: `a.holds(b.entries())` says that `a` has all of `b`'s schema."""
+        out: list[tuple[str, str | None]] = []
+        todo = [self._root]
+        while todo:
+            node = todo.pop()
+            out.append((node.path, node.type))
+            todo += node.children.values()
+            if node.item is not None:
+                todo.append(node.item)
+        return out
+
     def _has_path(self, path: str) -> bool:
         node: _Node | None = self._root
         for item, key in _PATH_STEP.findall(path.removeprefix("request")):

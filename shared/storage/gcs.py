@@ -17,6 +17,7 @@ from google.cloud import storage
 from google.cloud.storage._media.requests import _request_helpers as _media_helpers
 
 from shared.errors import TransientError
+from shared.lines import newlines
 from shared.storage._overlap import ReadAhead, WriteBehind
 from shared.storage.base import Listed, ObjectMissing, ObjectUnreadable, StoreOpener, Versioned, dumps, index_of
 
@@ -229,7 +230,7 @@ class _Inflated:
             failed = exc
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if data:
-            self._lines += data.count(b"\n")
+            self._lines += newlines(data)
             self._begun = not data.endswith(b"\n")
         if failed is not None:
             line = self._lines + 1 + self._begun

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from shared.lines import TooLong, iter_lines
+from shared.lines import TooLong, iter_lines, newlines
 
 
 def _random_file(rng: random.Random) -> bytes:
@@ -77,3 +77,15 @@ def test_lines_and_overlong_previews_are_what_joining_each_read_gave(seed: int):
     assert [type(line) for line in new] == [type(line) for line in old]
     assert [line.length for line in new if type(line) is TooLong] == \
         [line.length for line in old if type(line) is TooLong]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_newlines_counts_what_bytes_count_counts(seed: int):
+    """Long lines are walked newline to newline, short ones counted at once: the count is the same either way,
+    whatever the lengths, wherever the file starts and ends (a newline first or last, none at all)."""
+    rnd = random.Random(seed)
+    longest = rnd.choice([3, 200, 5000, 70_000])
+    data = b"\n".join(b"x" * rnd.randint(0, longest) for _ in range(rnd.randint(0, 300)))
+    data = rnd.choice([b"", b"\n"]) + data + rnd.choice([b"", b"\n", b"\n\n"])
+    for chunk in (data, bytearray(data), data[rnd.randint(0, len(data)):]):
+        assert newlines(chunk) == chunk.count(b"\n")

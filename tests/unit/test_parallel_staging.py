@@ -225,3 +225,53 @@ def test_submit_hands_the_uploads_size_on_and_a_run_staged_in_blocks_accounts_fo
     rows = [row for row, line in enumerate(body.split(b"\n"), 1) if line.strip()]
     report = assert_accounting(store, "blocks", rows)
     assert report["rows"]["total"] == len(rows)
+
+
+def _lines_with(value: object, rows: range) -> bytes:
+    return b"".join(orjson.dumps({"request": {"contents": [{"parts": [{"text": f"question {row}"}]}],
+                                              "x": {"y": value}}}) + b"\n" for row in rows)
+
+
+def _schema_with(value: object) -> validation.LineValidator:
+    """A file's schema once a line with `value` at request.x.y was accepted."""
+    schema = validation.LineValidator()
+    assert isinstance(schema.validate(1, _lines_with(value, range(1)).rstrip()), validation.Accepted)
+    return schema
+
+
+def test_a_worker_keeps_the_shapes_of_a_pass_for_its_next_block_only_where_that_block_schema_allows(monkeypatch):
+    """Shapes a worker learnt from one block serve the pass's next blocks whose schema has every key path they were
+    learnt within. A block sent with a schema that fixed a path another way (an earlier block taken first, the one
+    the shapes came from validated again in the parent) is staged with shapes of its own, and refuses what the
+    full path refuses."""
+    monkeypatch.setattr(staging, "_kept", None)
+    fresh = functools.partial(staging.stage_block, max_bytes=1 << 20)
+    numbers = _lines_with(7, range(300))
+    learnt = fresh(1, numbers, validation.LineValidator(), pass_id="p")
+    assert len(learnt.rows) == 300 and learnt.added
+    shapes = staging._kept[1]
+
+    # The same pass, a schema that holds what the shapes were learnt within: they are used, and stage the same.
+    again = fresh(301, numbers, _schema_with(8), pass_id="p")
+    assert staging._kept[1] is shapes
+    alone = staging.stage_block(301, numbers, _schema_with(8), 1 << 20)
+    assert (again.staged, list(again.rows), again.errors) == (alone.staged, list(alone.rows), alone.errors)
+
+    # The same pass, request.x.y a string in the block's schema: the kept shapes would accept its lines.
+    conflict = fresh(601, numbers, _schema_with("seven"), pass_id="p")
+    assert staging._kept[1] is not shapes
+    assert not conflict.rows and conflict.by_reason == Counter({validation.TYPE_CONFLICT: 300})
+
+    # Another pass never meets this one's shapes.
+    shapes = staging._kept[1]
+    fresh(1, numbers, _schema_with(8), pass_id="q")
+    assert staging._kept[1] is not shapes and staging._kept[0] == "q"
+
+
+def test_a_block_that_fails_leaves_no_shapes_behind(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(staging, "_kept", None)
+    staging.stage_block(1, _lines_with(7, range(50)), validation.LineValidator(), 1 << 20, "p")
+    assert staging._kept is not None
+    with pytest.raises(TypeError):
+        staging.stage_block(51, None, validation.LineValidator(), 1 << 20, "p")
+    assert staging._kept is None
