@@ -214,3 +214,41 @@ def test_row_sums_of_consecutive_rows_are_the_sums_of_each_row(rows: range):
     closed.update(rows)
     each.update(list(rows))
     assert (closed.count, closed.total, closed.squares) == (each.count, each.total, each.squares)
+
+
+# One count of quotes, several shapes: a key name, a role or the bytes between strings tell them apart.
+ONE_COUNT = [b'{"key":"S","request":{"contents":[{"role":"R","parts":[{"text":"S"}]}],"generationConfig":{"%b":0.5}}}',
+             b'{"key": "S", "request": {"contents": [{"role": "R", "parts": [{"text": "S"}]}], '
+             b'"generationConfig": {"%b": 0.5}}}']
+
+
+@pytest.mark.parametrize("hostile", [0.0, 0.02, 0.2])
+@pytest.mark.parametrize("seed", range(6))
+def test_lines_of_one_count_of_quotes_and_several_shapes_are_grouped_by_what_tells_them_apart(
+        seed: int, hostile: float, monkeypatch: pytest.MonkeyPatch):
+    """Lines of several shapes with one count of quotes, in any order, are grouped by the places their shapes differ
+    at (`KnownShapes._staged_by_columns`), not by looking each line up, and stage what the full path stages: also
+    with lines among them that differ somewhere else, are of no known shape, or are not JSON."""
+    rnd = random.Random(seed)
+    names = rnd.sample([b"temperature", b"topP", b"topK", b"seed", b"maxOutputTokens"], rnd.choice([2, 3, 5]))
+    spellings = rnd.choice([ONE_COUNT[:1], ONE_COUNT])
+    roles = rnd.choice([[b"user"], [b"user", b"model"]])
+    lines = []
+    for _ in range(2000):
+        line = _fill(rnd.choice(spellings) % rnd.choice(names), rnd, COMMON, roles)
+        if rnd.random() < hostile:
+            at = rnd.randrange(len(line))
+            line = line[:at] + rnd.choice(MUTATIONS + [b'"', b'x"y"']) + line[at + 1:]
+        lines.append(line)
+    data = b"\n".join(lines) + b"\n"
+    looked_up = []
+    real = staging.KnownShapes._line_shape
+
+    def counted(self, raw):
+        looked_up.append(1)
+        return real(self, raw)
+    monkeypatch.setattr(staging.KnownShapes, "_line_shape", counted)
+    runs, taken = _in_runs(data, monkeypatch)
+    assert runs == _stage(data, monkeypatch, known=False, max_bytes=1 << 20)[0]
+    if not hostile:
+        assert taken > 1800 and len(looked_up) < 1000  # (a lookup a line: ~2,100; here one a group of a run)
