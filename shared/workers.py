@@ -26,8 +26,8 @@ from typing import IO, Any
 
 from shared.errors import TransientError
 
-__all__ = ["AHEAD", "Team", "WorkerLost", "available_cpus", "discard", "receive", "send", "serve", "team",
-           "team_lock"]
+__all__ = ["AHEAD", "Team", "WorkerLost", "available_cpus", "discard", "receive", "running", "send", "serve",
+           "team", "team_lock"]
 
 AHEAD = 2  # tasks per worker sent ahead of the reply being read: bounds what is in flight, so memory
 
@@ -192,6 +192,13 @@ def team(size: int, preload: Iterable[str]) -> Team:
         _TEAM = Team(size, preload)
         atexit.register(discard)
     return _TEAM
+
+
+def running(size: int, preload: Iterable[str]) -> bool:
+    """Whether `team(size, preload)` would hand back workers already running: no start (~0.2-0.3 s) to pay."""
+    current = _TEAM
+    return current is not None and current.size == size and frozenset(preload) <= current.preload and \
+        all(p.poll() is None for p in current.procs)
 
 
 def discard(*, kill: bool = False) -> None:

@@ -163,6 +163,30 @@ def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counte
     assert _staged(data, 2) == one and (workers._TEAM is not None) == team
 
 
+def test_workers_already_running_take_short_lines_that_runs_take_too(monkeypatch: pytest.MonkeyPatch):
+    # Started for an input whose lines go one by one, the instance's workers stay; a later input of short lines of
+    # one shape, which runs take and a fresh instance stages here, goes to them, and they learn its shape once per
+    # worker, not once per block. Lines of several shapes in turn, after it, too.
+    monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
+    monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
+    rnd = random.Random(4)
+    one_shape = b"\n".join(orjson.dumps({"key": f"q-{row}", "request": {"contents": [
+        {"role": "user", "parts": [{"text": " ".join(rnd.choices("abcdef", k=20))}]}]}}) for row in range(3000))
+    shapes = b"\n".join(orjson.dumps({"key": f"q-{row}", "request": {"contents": [
+        {"role": "user", "parts": [{"text": " ".join(rnd.choices("abcdef", k=20))}]}],
+        "generationConfig": {["temperature", "topP", "topK"][row % 3]: 0.5}}}) for row in range(3000))
+    expected = [_staged(data, 1) for data in (one_shape, shapes)]
+    assert _staged(one_shape, 2) == expected[0] and workers._TEAM is None  # no workers running: runs, here
+    _staged(_input(7), 2)  # lines one by one: the workers start
+    team = workers._TEAM
+    assert team is not None
+    taken = []
+    real = staging._Direct.block
+    monkeypatch.setattr(staging._Direct, "block", lambda self, block: taken.append(block.rows) or real(self, block))
+    assert [_staged(data, 2) for data in (one_shape, shapes)] == expected
+    assert workers._TEAM is team and sum(map(len, taken)) == 6000  # every row through a worker's block
+
+
 def test_an_input_damaged_partway_is_staged_by_the_workers_as_in_one_pass():
     data = _input(6)
     good = data.index(b"\n", len(data) // 2) + 40  # the damage falls inside a line, past many blocks
