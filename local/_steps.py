@@ -56,6 +56,20 @@ def gather(gcs, outbound, generations: Mapping[str, int], reports: dict[str, dic
                 reports[rel] = doc
 
 
+def failure_messages(cloud: LocalCloud) -> list[str]:
+    """What each function failure said (`<function>.failed`: a transient error, the event redelivered), function
+    by function, in the order they were logged."""
+    found = []
+    for name in FUNCTIONS:
+        for line in cloud.logs(name).splitlines():
+            if line.startswith("{") and '.failed"' in line:
+                with contextlib.suppress(ValueError):
+                    doc = json.loads(line)
+                    if doc.get("event") == f"{name}.failed":
+                        found.append(str(doc.get("message", "")))
+    return found
+
+
 def logged_events(cloud: LocalCloud) -> Counter[str]:
     """How often each event was logged so far by the functions (lines that are not JSON are passed over)."""
     counts: Counter[str] = Counter()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from local._steps import buckets, drop, gather, logged_events
+from local._steps import buckets, drop, failure_messages, gather, logged_events
 from local.accounting import check_books, expected_rows
 from local.cloud import LocalCloud
 
@@ -42,6 +42,7 @@ class Outcome:
     jobs: int = 0
     storage: Mapping = field(default_factory=dict)
     events: Mapping[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # what each function failure said (`_steps.failure_messages`)
 
     @property
     def busiest(self) -> tuple[str, int]:
@@ -81,5 +82,6 @@ def burst(cloud: LocalCloud, files: Mapping[str, bytes], *, timeout: float, pref
         outcome.problems.append(f"{outcome.peak_active_jobs} Vertex jobs were active at once, above the cap {cap}")
     outcome.storage = cloud.storage_stats()
     outcome.events = logged_events(cloud)
+    outcome.failures = failure_messages(cloud)
     return outcome
 

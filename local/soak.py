@@ -17,9 +17,11 @@ and with it the burst would measure the quota, not the storage.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from local._table import text_table
@@ -41,7 +43,23 @@ def _scenario(name: str, args, files: dict[str, bytes], storage_args: list[str])
             print(f"{name}: done in {time.monotonic() - started:.1f}s, {len(outcome.problems)} problem(s)", flush=True)
             if outcome.problems:
                 print(cloud.log_tails(10))
+            if outcome.failures:
+                _show_failures(name, outcome.failures, Path(workdir), faults=bool(set(storage_args) & set(FAULTS)))
             return outcome
+
+
+def _show_failures(name: str, failures: list[str], workdir: Path, *, faults: bool) -> None:
+    """Say what the scenario's function failures said. Without faults injected none is expected: the local cloud's
+    logs are then kept (the scenario's directory goes with it), so that its cause can be traced; each failure was
+    redelivered, so the books may balance all the same."""
+    counts = Counter(failures)
+    print(f"{name}: {len(failures)} function failure(s), each redelivered:")
+    for message, times in counts.most_common(5):
+        print(f"  {times}x {message[:300]}")
+    if not faults:
+        kept = Path(tempfile.mkdtemp(prefix=f"soak-{name}-logs-"))
+        shutil.copytree(workdir / "logs", kept, dirs_exist_ok=True)
+        print(f"{name}: no fault was injected; the local cloud's logs are kept in {kept}")
 
 
 def main(argv: list[str] | None = None) -> int:
