@@ -49,17 +49,17 @@ def _scenario(name: str, args, files: dict[str, bytes], storage_args: list[str])
 
 
 def _show_failures(name: str, failures: list[str], workdir: Path, *, faults: bool) -> None:
-    """Say what the scenario's function failures said. Without faults injected none is expected: the local cloud's
-    logs are then kept (the scenario's directory goes with it), so that its cause can be traced; each failure was
-    redelivered, so the books may balance all the same."""
+    """Say what the scenario's function failures said, and keep the local cloud's logs (the scenario's directory
+    goes with it) so that their cause can be traced: each failure was redelivered, so the books may balance all the
+    same. With storage faults injected some are expected (a write refused past its retries); none without."""
     counts = Counter(failures)
-    print(f"{name}: {len(failures)} function failure(s), each redelivered:")
+    print(f"{name}: {len(failures)} function failure(s), each redelivered"
+          f"{' (storage faults were injected)' if faults else ' (no fault was injected)'}:")
     for message, times in counts.most_common(5):
         print(f"  {times}x {message[:300]}")
-    if not faults:
-        kept = Path(tempfile.mkdtemp(prefix=f"soak-{name}-logs-"))
-        shutil.copytree(workdir / "logs", kept, dirs_exist_ok=True)
-        print(f"{name}: no fault was injected; the local cloud's logs are kept in {kept}")
+    kept = Path(tempfile.mkdtemp(prefix=f"soak-{name}-logs-"))
+    shutil.copytree(workdir / "logs", kept, dirs_exist_ok=True)
+    print(f"{name}: the local cloud's logs are kept in {kept}")
 
 
 def main(argv: list[str] | None = None) -> int:

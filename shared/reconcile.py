@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -45,12 +46,18 @@ def handle_tick(p: Pipeline) -> dict[str, int]:
     found = p.store.read_json(p.work_bucket, layout.RECONCILE_CURSOR_NAME)
     cursor = dict(found.value) if found else {}
     new_cursor = dict(cursor)
-    new_cursor["openAfter"] = _visit_open_runs(p, cursor.get("openAfter", ""), summary,
-                                               lambda: time.monotonic() - started > budget)
-    if time.monotonic() - started <= budget:
-        new_cursor["sweep"] = _sweep_inputs(p, cursor.get("sweep") or {}, summary)
-    if p.dead_letters is not None and time.monotonic() - started <= budget:
-        _read_dead_letters(p, summary)
+
+    def out_of_time() -> bool:
+        return time.monotonic() - started > budget
+
+    # Each step stops where the budget runs out, between two items it visits (the first is always visited). A
+    # tick stopped by the function's timeout saves no cursor, and the next one does its work again: under storage
+    # faults, a sweep of 200 inputs waiting for their submit ran past the timeout (`make soak`, burst-faults).
+    new_cursor["openAfter"] = _visit_open_runs(p, cursor.get("openAfter", ""), summary, out_of_time)
+    if not out_of_time():
+        new_cursor["sweep"] = _sweep_inputs(p, cursor.get("sweep") or {}, summary, out_of_time)
+    if p.dead_letters is not None and not out_of_time():
+        _read_dead_letters(p, summary, out_of_time)
     if new_cursor != cursor:
         # A lost race means an overlapping tick moved the cursor: its value is as good as ours.
         p.store.write_json(p.work_bucket, layout.RECONCILE_CURSOR_NAME, new_cursor,
@@ -167,8 +174,9 @@ def _republish_upload(p: Pipeline, bucket: str, name: str, generation: int) -> N
 
 
 # --------------------------------------------------------------------------------------------- input sweep
-def _sweep_inputs(p: Pipeline, sweep: dict[str, Any], summary: Counter[str]) -> dict[str, Any]:
-    """One page of the input prefix. Returns the sweep's new cursor:
+def _sweep_inputs(p: Pipeline, sweep: dict[str, Any], summary: Counter[str],
+                  out_of_time: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """One page of the input prefix, or its inputs up to where `out_of_time()`. Returns the sweep's new cursor:
     {"after": last name, "started": t, "horizon": t, "unverified": t|None, "finished": t}. Every input created
     before `horizon` is known to have a run; a sweep only starts deadline/2 after the previous one ended."""
     cfg, now, deadline = p.config, p.clock(), p.config.deadline_seconds
@@ -179,7 +187,10 @@ def _sweep_inputs(p: Pipeline, sweep: dict[str, Any], summary: Counter[str]) -> 
         sweep.update(after="", started=now, unverified=None)
     page = p.store.list_page(cfg.input_bucket, cfg.input_prefix, start_after=sweep["after"], limit=_SWEEP_PAGE)
     horizon = sweep.get("horizon", float("-inf"))
-    for obj in page:
+    for i, obj in enumerate(page):
+        if i and out_of_time():
+            sweep["after"] = page[i - 1].name  # the next tick goes on from here
+            return sweep
         if obj.created < horizon or not _is_input(p, obj):
             continue
         summary["swept"] += 1
@@ -223,14 +234,21 @@ def _start_orphan(p: Pipeline, run: str, bucket: str, name: str, generation: int
 
 
 # --------------------------------------------------------------------------------------------- dead letters
-def _read_dead_letters(p: Pipeline, summary: Counter[str]) -> None:
+def _read_dead_letters(p: Pipeline, summary: Counter[str], out_of_time: Callable[[], bool] = lambda: False) -> None:
     """Report every dead-lettered message and repair what it names. The stored state already makes every
     run finish without them (the sweep and the open-run pass); reading them makes an upload's run start
-    at once, and tells the operator that deliveries are failing."""
+    at once, and tells the operator that deliveries are failing. Out of time, the messages not yet read are left
+    unacknowledged: they come again."""
     assert p.dead_letters is not None
     for subscription in p.config.dead_letter_subscriptions:
+        if out_of_time():
+            return
         messages = p.dead_letters.pull(subscription, _DEAD_LETTERS_PER_TICK)
+        done = []
         for message in messages:
+            if done and out_of_time():
+                break
+            done.append(message)
             summary["deadLettered"] += 1
             attrs = dict(message.attributes)
             run, described = _describe(message.data, attrs)
@@ -242,7 +260,7 @@ def _read_dead_letters(p: Pipeline, summary: Counter[str]) -> None:
                 if listed.generation and _is_input(p, listed) and \
                         listed.name.startswith(p.config.input_prefix):
                     _has_run(p, listed, summary)
-        p.dead_letters.ack(subscription, [m.ack_id for m in messages])
+        p.dead_letters.ack(subscription, [m.ack_id for m in done])
 
 
 def _describe(data: bytes, attrs: dict[str, str]) -> tuple[str | None, str]:

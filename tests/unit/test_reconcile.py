@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import orjson
 
@@ -148,3 +149,64 @@ def test_dead_letters_are_reported_repaired_and_acknowledged(capsys):
     assert world.store.read_json("out-bucket", layout.run_state_name(
         layout.run_id("in-bucket", "incoming/dl.jsonl", event.generation)))
     world.settle(["dl"])
+
+
+def test_the_input_sweep_stops_where_its_budget_runs_out_and_the_next_tick_goes_on(monkeypatch):
+    # Every storage read takes a second of the tick's budget (half the function's timeout, 5 s here): a sweep over
+    # twelve inputs whose uploads were lost cannot judge them all in one tick. It stops between two inputs and
+    # saves where; the next ticks go on from there, and every input is handed to submit once, none skipped.
+    world = World()
+    rels = [f"lost{i:02d}" for i in range(12)]
+    for rel in rels:
+        world.lose.add("uploads")
+        world.drop(f"incoming/{rel}.jsonl", b"\n".join(lines(1)))
+    world.now += 100  # old enough to judge
+    clock = [0.0]
+    monkeypatch.setattr(reconcile, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    read = world.store.read_json
+    world.store.read_json = lambda bucket, name: (clock.__setitem__(0, clock[0] + 1.0), read(bucket, name))[1]
+
+    def handed_to_submit() -> list[str]:
+        return [attributes["objectId"] for topic, _, attributes in world.publisher.messages
+                if topic == world.p.config.uploads_topic]
+
+    ticks = []
+    while len(ticks) < 30:
+        clock[0] = 0.0
+        reconcile.handle_tick(world.p)
+        cursor = world.store.read_json(world.p.work_bucket, layout.RECONCILE_CURSOR_NAME).value
+        ticks.append((len(handed_to_submit()), cursor["sweep"].get("after")))
+        if not cursor["sweep"]["after"]:
+            break
+    assert len(ticks) > 3 and 0 < ticks[0][0] < len(rels)  # several ticks, each some of the inputs
+    assert [after for _, after in ticks[:-1]] == sorted({after for _, after in ticks[:-1]})  # always further on
+    assert sorted(handed_to_submit()) == [f"incoming/{rel}.jsonl" for rel in rels]  # each once
+    world.store.read_json = read
+    world.settle(rels)
+    for rel in rels:
+        assert_accounting(world.store, rel, [1])
+
+
+def test_dead_letters_past_the_budget_are_left_for_the_next_tick(monkeypatch, capsys):
+    # Each dead letter of a lost upload costs storage reads; out of time, the tick acknowledges only those it
+    # reported and repaired, and the rest come again on the next.
+    world = World(DEAD_LETTER_SUBSCRIPTIONS="uploads-dead-letter-watch")
+    world.p.dead_letters = letters = MemoryDeadLetters()
+    for i in range(8):
+        world.lose.add("uploads")
+        resource, attributes = world.drop(f"incoming/dl{i}.jsonl", GOOD % 1 + b"\n").to_notification()
+        letters.add("uploads-dead-letter-watch", resource, **attributes)
+    world.now += 1  # within the sweep's grace: only the dead letters start the runs
+    clock = [0.0]
+    monkeypatch.setattr(reconcile, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    read = world.store.read_json
+    world.store.read_json = lambda bucket, name: (clock.__setitem__(0, clock[0] + 1.0), read(bucket, name))[1]
+    left = []
+    while letters.waiting["uploads-dead-letter-watch"] and len(left) < 20:
+        clock[0] = 0.0
+        reconcile.handle_tick(world.p)
+        left.append(len(letters.waiting["uploads-dead-letter-watch"]))
+    assert len(left) > 2 and left[-1] == 0 and left == sorted(left, reverse=True)
+    assert capsys.readouterr().out.count('"event":"message.dead_lettered"') == 8  # each reported once
+    world.store.read_json = read
+    world.settle([f"dl{i}" for i in range(8)])
