@@ -51,7 +51,8 @@ def _scenario(name: str, args, files: dict[str, bytes], storage_args: list[str])
 def _show_failures(name: str, failures: list[str], workdir: Path, *, faults: bool) -> None:
     """Say what the scenario's function failures said, and keep the local cloud's logs (the scenario's directory
     goes with it) so that their cause can be traced: each failure was redelivered, so the books may balance all the
-    same. With storage faults injected some are expected (a write refused past its retries); none without."""
+    same. With storage faults injected some are expected (a write refused past its retries, and two deliveries of
+    one upload at once when the reconciliation hands a slow one to submit again); none without."""
     counts = Counter(failures)
     print(f"{name}: {len(failures)} function failure(s), each redelivered"
           f"{' (storage faults were injected)' if faults else ' (no fault was injected)'}:")
