@@ -165,8 +165,8 @@ def test_short_lines_go_to_the_workers_unless_runs_take_them(shapes: int, counte
 
 def test_workers_already_running_take_short_lines_that_runs_take_too(monkeypatch: pytest.MonkeyPatch):
     # Started for an input whose lines go one by one, the instance's workers stay; a later input of short lines of
-    # one shape, which runs take and a fresh instance stages here, goes to them, and they learn its shape once per
-    # worker, not once per block. Lines of several shapes in turn, after it, too.
+    # one shape, which runs take and a fresh instance stages here, goes to them (each keeping the shapes it learnt
+    # from block to block), and writes what one pass writes. Lines of several shapes in turn, after it, too.
     monkeypatch.setattr(staging, "RUNS_TAKE_SHARE", 0.5)
     monkeypatch.setattr(staging, "READ_SIZE", 64 * 1024)
     rnd = random.Random(4)
