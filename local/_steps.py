@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from local.cloud import FUNCTIONS, LocalCloud, storage_client
@@ -56,26 +56,22 @@ def gather(gcs, outbound, generations: Mapping[str, int], reports: dict[str, dic
                 reports[rel] = doc
 
 
-def failure_messages(cloud: LocalCloud) -> list[str]:
-    """What each function failure said (`<function>.failed`: a transient error, the event redelivered), function
-    by function, in the order they were logged."""
-    found = []
-    for name in FUNCTIONS:
-        for line in cloud.logs(name).splitlines():
-            if line.startswith("{") and '.failed"' in line:
-                with contextlib.suppress(ValueError):
-                    doc = json.loads(line)
-                    if doc.get("event") == f"{name}.failed":
-                        found.append(str(doc.get("message", "")))
-    return found
-
-
-def logged_events(cloud: LocalCloud) -> Counter[str]:
-    """How often each event was logged so far by the functions (lines that are not JSON are passed over)."""
-    counts: Counter[str] = Counter()
+def _logged(cloud: LocalCloud) -> Iterator[tuple[str, dict]]:
+    """(function, its log line) for every JSON line the functions logged so far, function by function, in order
+    (the lines functions-framework writes around them are passed over)."""
     for name in FUNCTIONS:
         for line in cloud.logs(name).splitlines():
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
-                    counts[json.loads(line).get("event", "")] += 1
-    return counts
+                    yield name, json.loads(line)
+
+
+def failure_messages(cloud: LocalCloud) -> list[str]:
+    """What each function failure said (`<function>.failed`: a transient error, the event redelivered), function
+    by function, in the order they were logged."""
+    return [str(doc.get("message", "")) for name, doc in _logged(cloud) if doc.get("event") == f"{name}.failed"]
+
+
+def logged_events(cloud: LocalCloud) -> Counter[str]:
+    """How often each event was logged so far by the functions (lines that are not JSON are passed over)."""
+    return Counter(doc.get("event", "") for _, doc in _logged(cloud))

@@ -30,6 +30,7 @@ import msgspec
 import orjson
 
 from shared.joining import ROW_FIELD
+from shared.lines import short_lines
 from shared.rowsums import RowSums
 
 __all__ = ["SEARCH_READ", "StagedRowSums", "Undecodable", "decode_prediction", "lines_of_rows", "newlines_unless_blank",
@@ -184,7 +185,6 @@ def lines_of_rows(stream: IO[bytes], rows: list[int], again: Callable[[], Iterab
 # One regex search of a 1 MB read takes ~0.25 ms, six two-byte substring searches ~5 ms (Python 3.11).
 BLANK_FIRST = b"\n \t\r\x0b\x0c"
 BLANK_START = re.compile(rb"\n[\n \t\r\x0b\x0c]")
-LINES_PROBE = 64 * 1024  # bytes looked at to tell long lines (a Python step each is cheap) from short ones
 
 
 def newlines_unless_blank(chunk: bytes) -> int | None:
@@ -193,7 +193,7 @@ def newlines_unless_blank(chunk: bytes) -> int | None:
     Long lines (a staged part's are ~5 KB) are walked newline to newline, each found by memchr: 174 MB in
     0.03 s, where counting and searching the whole chunk (each a byte-by-byte C loop) took 0.11 s. Short lines
     take the two whole-chunk calls, cheaper than a Python step per line."""
-    if chunk.count(b"\n", 0, LINES_PROBE) > LINES_PROBE // 1024:
+    if short_lines(chunk):
         return None if BLANK_START.search(chunk) else chunk.count(b"\n")
     find, last = chunk.find, len(chunk) - 1
     newlines = 0
@@ -245,7 +245,7 @@ class StagedRowSums:
         read where the walk is: 174 MB in ~0.05 s, against ~0.1 s for the regex search of `feed` and ~0.04 s more
         for the walk that looked for blank lines. Short lines take whole-read calls, cheaper than a Python step per
         line."""
-        if data.count(b"\n", 0, LINES_PROBE) > LINES_PROBE // 1024:
+        if short_lines(data):
             newlines = newlines_unless_blank(data)  # short lines: whole-read calls
             if newlines is not None:
                 self.feed(data)

@@ -149,7 +149,7 @@ def test_a_staged_file_is_linked_only_when_copying_it_would_change_nothing(seed:
                                                                             monkeypatch: pytest.MonkeyPatch):
     rng = random.Random(seed)
     monkeypatch.setattr(files_module, "READ_SIZE", rng.randint(1, 300))
-    monkeypatch.setattr(prediction_lines, "LINES_PROBE", rng.choice([8, 64, 4096]))
+    monkeypatch.setattr(lines, "LINES_PROBE", rng.choice([8, 64, 4096]))
     monkeypatch.setattr(files_module, "MAX_LINE_BYTES", 200)
     width = rng.choice([3, 40, 150, 250])
     dirty = rng.random() < 0.5  # a file with lines that start with whitespace (blank or not), now and then

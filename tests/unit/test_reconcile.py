@@ -151,6 +151,19 @@ def test_dead_letters_are_reported_repaired_and_acknowledged(capsys):
     world.settle(["dl"])
 
 
+def _reads_take_a_second(world: World, monkeypatch) -> SimpleNamespace:
+    """reconcile's clock, moved on a second by every storage read of `world` (`now`, set back by the caller before
+    each tick), and the store's own read (`read`)."""
+    clock = SimpleNamespace(now=0.0, read=world.store.read_json)
+    monkeypatch.setattr(reconcile, "time", SimpleNamespace(monotonic=lambda: clock.now))
+
+    def read(bucket: str, name: str):
+        clock.now += 1.0
+        return clock.read(bucket, name)
+    world.store.read_json = read
+    return clock
+
+
 def test_the_input_sweep_stops_where_its_budget_runs_out_and_the_next_tick_goes_on(monkeypatch):
     # Every storage read takes a second of the tick's budget (half the function's timeout, 5 s here): a sweep over
     # twelve inputs whose uploads were lost cannot judge them all in one tick. It stops between two inputs and
@@ -161,10 +174,7 @@ def test_the_input_sweep_stops_where_its_budget_runs_out_and_the_next_tick_goes_
         world.lose.add("uploads")
         world.drop(f"incoming/{rel}.jsonl", b"\n".join(lines(1)))
     world.now += 100  # old enough to judge
-    clock = [0.0]
-    monkeypatch.setattr(reconcile, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    read = world.store.read_json
-    world.store.read_json = lambda bucket, name: (clock.__setitem__(0, clock[0] + 1.0), read(bucket, name))[1]
+    clock = _reads_take_a_second(world, monkeypatch)
 
     def handed_to_submit() -> list[str]:
         return [attributes["objectId"] for topic, _, attributes in world.publisher.messages
@@ -172,7 +182,7 @@ def test_the_input_sweep_stops_where_its_budget_runs_out_and_the_next_tick_goes_
 
     ticks = []
     while len(ticks) < 30:
-        clock[0] = 0.0
+        clock.now = 0.0
         reconcile.handle_tick(world.p)
         cursor = world.store.read_json(world.p.work_bucket, layout.RECONCILE_CURSOR_NAME).value
         ticks.append((len(handed_to_submit()), cursor["sweep"].get("after")))
@@ -181,7 +191,7 @@ def test_the_input_sweep_stops_where_its_budget_runs_out_and_the_next_tick_goes_
     assert len(ticks) > 3 and 0 < ticks[0][0] < len(rels)  # several ticks, each some of the inputs
     assert [after for _, after in ticks[:-1]] == sorted({after for _, after in ticks[:-1]})  # always further on
     assert sorted(handed_to_submit()) == [f"incoming/{rel}.jsonl" for rel in rels]  # each once
-    world.store.read_json = read
+    world.store.read_json = clock.read
     world.settle(rels)
     for rel in rels:
         assert_accounting(world.store, rel, [1])
@@ -197,16 +207,13 @@ def test_dead_letters_past_the_budget_are_left_for_the_next_tick(monkeypatch, ca
         resource, attributes = world.drop(f"incoming/dl{i}.jsonl", GOOD % 1 + b"\n").to_notification()
         letters.add("uploads-dead-letter-watch", resource, **attributes)
     world.now += 1  # within the sweep's grace: only the dead letters start the runs
-    clock = [0.0]
-    monkeypatch.setattr(reconcile, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    read = world.store.read_json
-    world.store.read_json = lambda bucket, name: (clock.__setitem__(0, clock[0] + 1.0), read(bucket, name))[1]
+    clock = _reads_take_a_second(world, monkeypatch)
     left = []
     while letters.waiting["uploads-dead-letter-watch"] and len(left) < 20:
-        clock[0] = 0.0
+        clock.now = 0.0
         reconcile.handle_tick(world.p)
         left.append(len(letters.waiting["uploads-dead-letter-watch"]))
     assert len(left) > 2 and left[-1] == 0 and left == sorted(left, reverse=True)
     assert capsys.readouterr().out.count('"event":"message.dead_lettered"') == 8  # each reported once
-    world.store.read_json = read
+    world.store.read_json = clock.read
     world.settle([f"dl{i}" for i in range(8)])
