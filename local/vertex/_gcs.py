@@ -64,7 +64,13 @@ class Storage:
             return False
 
     def iter_lines(self, uri: str) -> Iterator[bytes]:
-        """Yield every physical line of an object (without its newline), reading it in ranged chunks.
+        """Every physical line of an object (without its newline), read in ranged chunks (`iter_blocks`)."""
+        for lines in self.iter_blocks(uri):
+            yield from lines
+
+    def iter_blocks(self, uri: str) -> Iterator[list[bytes]]:
+        """The physical lines of an object (without their newlines), a list for each ranged read of CHUNK bytes:
+        the lines that end in it, the first one begun in the read before.
 
         The object's size and generation are read first, so no range ever reaches past the end (a 416
         answer leaves fake-gcs-server's keep-alive connection stalling the next request) and a file
@@ -89,9 +95,10 @@ class Storage:
             pos += len(data)
             lines = (rest + data).split(b"\n")
             rest = lines.pop()
-            yield from lines
+            if lines:
+                yield lines
         if rest:
-            yield rest
+            yield [rest]
 
     def write(self, uri: str, data: bytes) -> None:
         """Write a whole object in one media upload (`uploadType=media`).

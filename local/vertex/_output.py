@@ -71,10 +71,28 @@ def failure_line(obj: dict, status: str, when: str) -> bytes:
     return _line(obj, status, None, when)
 
 
+# From this many lines a shard is dealt into stripes rather than shuffled line by line (`shuffled`).
+STRIPED_FROM = 64
+
+
 def shuffled(lines: list[bytes], seed: str) -> list[bytes]:
-    """A deterministic permutation of `lines` that differs from the input order when len >= 2."""
+    """A deterministic permutation of `lines` that differs from the input order when len >= 2.
+
+    From STRIPED_FROM lines the lines are dealt into 7 to 31 stripes (every k-th line), laid end to end in a
+    shuffled order: slices, where a shuffle of a 10,000-row shard took ~2 us a line (0.4 s of a 200,000-row job,
+    in the thread that exports). Neighbours in the input are a stripe apart in the output, and the first stripe
+    has a second line, so it is never the input order. Fewer lines are shuffled one by one."""
+    rng = random.Random(seed)
+    if len(lines) >= STRIPED_FROM:
+        ways = rng.randint(7, 31)
+        order = list(range(ways))
+        rng.shuffle(order)
+        out: list[bytes] = []
+        for stripe in order:
+            out += lines[stripe::ways]
+        return out
     order = list(range(len(lines)))
-    random.Random(seed).shuffle(order)
+    rng.shuffle(order)
     if len(order) >= 2 and order == sorted(order):
         order = order[1:] + order[:1]
     return [lines[i] for i in order]

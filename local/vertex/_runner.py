@@ -44,11 +44,12 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 
 import orjson
 
-from local.vertex import _output
-from local.vertex._answers import POOL_MIN_ROWS, AnswerPool, Asked, answer
+from local.vertex import _answers, _output
+from local.vertex._answers import OK, POOL_MIN_ROWS, AnswerPool, Asked, answer, answer_chunk
 from local.vertex._gcs import ObjectMissing, Storage, parse_gs
 from local.vertex._importer import IMPORT_MESSAGE, ImportRuleError, SchemaChecker
 from local.vertex._store import WAITING, Job, JobStore
@@ -260,31 +261,37 @@ class _JobRun:
         self._small = kept
         return True
 
-    def rows(self):
-        """(row number, line) for every non-blank line of every input: kept from the importer pass when the
-        input is small, else streamed again."""
+    def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(first row, its line and the next ones') for every non-blank line of every input, kept from the importer
+        pass when the input is small, else streamed again; a chunk ends at CHUNK_ROWS lines, or at about CHUNK_BYTES
+        (its read's lines' mean length) and at the end of a read. Rows are numbered 1, 2, 3, ..."""
         if self._small is not None:
-            lines, self._small = self._small, None
-            yield from enumerate(lines, 1)
-            return
-        row = 0
-        for uri in self.job.input_uris:
-            for raw in self.storage.iter_lines(uri):
-                if raw and not raw.isspace():
-                    row += 1
-                    yield row, raw
+            reads: Iterable[list[bytes]] = [self._small]
+            self._small = None
+        else:
+            reads = (lines for uri in self.job.input_uris for lines in self.storage.iter_blocks(uri))
+        row = 1
+        for lines in reads:
+            lines = [raw for raw in lines if raw and not raw.isspace()]  # a blank line is no row
+            if not lines:
+                continue
+            size = sum(map(len, lines))
+            step = max(1, min(_answers.CHUNK_ROWS, _answers.CHUNK_BYTES * len(lines) // max(size, 1)))
+            for at in range(0, len(lines), step):
+                chunk = lines[at:at + step]
+                yield row, chunk
+                row += len(chunk)
 
-    def answers(self):
-        """(row number, output line, succeeded) for every row, in order: from the emulator's answer processes
-        for a large job, else answered here."""
+    def answers(self) -> Iterator[tuple[int, list[bytes], bytearray]]:
+        """(first row, output lines, flags: `answer_chunk`'s) for every chunk, in order: from the emulator's answer
+        processes for a large job, else answered here."""
         asked = Asked(self.job.name, self.job.model_id, self.s.retryable_fraction, self.s.retryable_codes)
         pool = self.pool
         if pool is not None and self.total >= POOL_MIN_ROWS:
-            yield from pool.answered(asked, self.rows(), lambda row, raw: self.answer(asked, row, raw))
+            yield from pool.answered(asked, self.chunks(), lambda row, raw: self.answer(asked, row, raw))
             return
-        for row, raw in self.rows():
-            line, ok = self.answer(asked, row, raw)
-            yield row, line, ok
+        for first, lines in self.chunks():
+            yield first, *answer_chunk(asked, first, lines, self.file_exists)
 
     def file_exists(self, uri: str) -> bool:
         if uri not in self._files:
@@ -298,7 +305,10 @@ class _JobRun:
         if not self.buffer:
             return
         count, ok = len(self.buffer), self.buffer_ok
-        data = b"\n".join(_output.shuffled(self.buffer, f"{self.job.name}:{self.shards}")) + b"\n"
+        lines = _output.shuffled(self.buffer, f"{self.job.name}:{self.shards}")
+        lines.append(b"")  # the last line's newline, in the join rather than by copying the shard
+        data = b"\n".join(lines)
+        del lines
         self.buffer.clear()  # free the lines before the upload copies the data (the row loop holds the list)
         self.buffer_ok = 0
         uri = f"{self.job.output_dir}/{_output.shard_name(self.shards)}"
@@ -336,32 +346,45 @@ class _JobRun:
             stats=self.stats())
 
     def run_rows(self) -> None:
+        """Export the answers as they come, every `export_every` rows, with the run latency spread over the rows; a
+        cancel, a fault or the emulator stopping ends the job at a row boundary. A chunk's answers are taken in pieces,
+        each as many rows as reach the next export, the fault's row or the next pause (at least _PACE seconds of
+        latency), so what is exported when is what it was one row at a time; a cancel is seen between pieces."""
         fault = self.s.job_fault if self.s.job_fault in ("fail", "cancel", "partial", "expire") else None
         stop_after = math.floor(self.total * self.s.fault_at) if fault else None
         per_row = self.s.run_latency / self.total
+        # rows between two pauses: a pause comes once the latency owed reaches _PACE
+        pace_rows = max(1, math.ceil(_PACE / per_row)) if per_row > 0 else None
         owed = 0.0
-        # Per-row work, looked up once: at ~10 us a row, every attribute chain in this loop shows.
         buffer, export_every = self.buffer, self.s.export_every
         runner, job = self.runner, self.job
         try:
             if stop_after == 0:
                 return self.end_with_fault(fault)
-            for row, line, ok in self.answers():
-                buffer.append(line)
-                self.buffer_ok += ok
-                if len(buffer) >= export_every:
-                    self.flush()
-                owed += per_row
-                if owed >= _PACE:
-                    self.pace(owed)
-                    owed = 0.0
-                if runner._stopping:  # check_interrupt, inlined
-                    raise _Abandon
-                if job.cancel_requested:
-                    self.flush()
-                    return self.finish_cancelled()
-                if row == stop_after:
-                    return self.end_with_fault(fault)
+            for first, lines, flags in self.answers():
+                at, count = 0, len(lines)
+                while at < count:
+                    take = min(count - at, export_every - len(buffer))
+                    if stop_after is not None:
+                        take = min(take, stop_after - (first + at) + 1)
+                    if pace_rows is not None:
+                        take = min(take, pace_rows)
+                    buffer += lines[at:at + take]
+                    self.buffer_ok += flags.count(OK, at, at + take)
+                    at += take
+                    if len(buffer) >= export_every:
+                        self.flush()
+                    owed += per_row * take
+                    if owed >= _PACE:
+                        self.pace(owed)
+                        owed = 0.0
+                    if runner._stopping:  # check_interrupt, inlined
+                        raise _Abandon
+                    if job.cancel_requested:
+                        self.flush()
+                        return self.finish_cancelled()
+                    if first + at - 1 == stop_after:
+                        return self.end_with_fault(fault)
             self.pace(owed)
             self.flush()
         except _ExportFailed:
