@@ -1,13 +1,14 @@
 """A row's answer, and a large job's rows answered side by side in worker processes.
 
-At latency 0 a job is Python from end to end: parsing each line, the model and the output line take ~11 us a
-row, one thread's worth, so a 200,000-row job kept one core busy for ~2-2.5 s while the other idled (the
+At latency 0 a job is Python from end to end: parsing each line, the model and the output line take ~12 us a
+row (`answer_chunk`), one thread's worth, so a 200,000-row job would keep one core busy while the other idled (the
 end-to-end benchmark's largest phase). A row's answer depends on the line, its row number and the job's name,
 model and retryable-fault settings (`Asked`), and on nothing else but whether a `fileData` object exists, which
-takes the emulator's storage: a worker leaves such a row unanswered (None) and the job's own thread answers it.
+takes the emulator's storage: a worker leaves such a row to the job (ASK_THE_JOB) and the job's own thread
+answers it.
 
-`AnswerPool.answered` gives the answers in row order, so the job's loop (exports, faults, cancel, pacing) is
-the same whichever computes them; the pool only works ahead of it, by one chunk per process and one more, and
+`AnswerPool.answered` gives the answers chunk by chunk in row order, so the job's loop (exports, faults, cancel,
+pacing) is the same whichever computes them; the pool only works ahead of it, by one chunk per process and one more, and
 what it computed past the row where a job stops is thrown away. Only a job of at least `POOL_MIN_ROWS` rows is
 sent there: starting the processes (~0.1 s each, once per emulator, while that job's importer pass reads on) and
 sending lines to them would cost a small job more than it saves. What it gains is a share of the row work, on a

@@ -24,15 +24,14 @@ that grows with the input; streaming it again costs ~0.3 CPU-s per 200,000 lines
 The importer pass does not parse a line that fits the schema into dicts (a typed decoder checks it in
 C, see `_importer`), so each line is parsed into dicts once, for its row.
 
-Cost of one 200,000-row job of ~345-byte request lines at latency 0, `python -m local.vertex._perf`:
-~2.7 CPU-s, ~13.5 us a row (3.7 CPU-s before the importer's typed decoder, the leaner model and output
-line, the per-millisecond time text and this loop's hoisted lookups). `--parts` splits the row work:
-importer ~0.4, parse ~0.16, model ~1.1, output line ~0.2 CPU-s; the rest is Cloud Storage reads and
-writes and the shards' shuffle. A job of `POOL_MIN_ROWS` rows or more has its rows answered by the emulator's
-answer processes (`_answers`), one per CPU, while its thread reads the input and exports: on a slower host, 2 vCPU,
-three fresh emulators each, interleaved, wall 4.74-5.66 s in the job's thread against 4.11-4.53 s with two processes
-(their start included), for 1-2 CPU-s more (`python -m local.vertex._perf --rows 200000 --repeat 1
---answer-processes 1`, then 2). That host ran two processes at ~1.5x the speed of one.
+Cost of one 200,000-row job of ~345-byte request lines at latency 0 (`python -m local.vertex._perf`, three runs
+each, interleaved with the code before the table model and the chunks): 4.2-5.2 s of wall and 6.1-7.6 CPU-s with
+two answer processes (`_answers`), against 5.5-6.1 s and 8.7-9.6 CPU-s, on 2 vCPU where two busy processes run at
+~1.5x one (so a CPU second counts for more than it does alone). `--parts` splits the row work over lines in memory:
+importer ~2.5 us a row, parse and model and output line ~12 us (26-28 before). The job's thread reads, checks and
+exports; its only Python step a row is the importer's: the rows travel in chunks (`chunks`, `answer_chunk`) and
+their answers are taken in pieces (`run_rows`). A job of `POOL_MIN_ROWS` rows or more has its rows answered by the
+emulator's answer processes, one per CPU, while its thread reads the input and exports.
 """
 
 from __future__ import annotations
