@@ -8,8 +8,8 @@ takes the emulator's storage: a worker leaves such a row to the job (ASK_THE_JOB
 answers it.
 
 `AnswerPool.answered` gives the answers chunk by chunk in row order, so the job's loop (exports, faults, cancel,
-pacing) is the same whichever computes them; the pool only works ahead of it, by one chunk per process and one more, and
-what it computed past the row where a job stops is thrown away. Only a job of at least `POOL_MIN_ROWS` rows is
+pacing) is the same whichever computes them; the pool only works ahead of it, by one chunk per process and one
+more, and what it computed past the row where a job stops is thrown away. Only a job of at least `POOL_MIN_ROWS` rows is
 sent there: starting the processes (~0.1 s each, once per emulator, while that job's importer pass reads on) and
 sending lines to them would cost a small job more than it saves. What it gains is a share of the row work, on a
 host where two processes run at ~1.5x one: 200,000 rows in 4.11-4.53 s against 4.74-5.66 s (`_perf`, see
@@ -89,7 +89,7 @@ def answer_chunk(asked: Asked, first: int, lines: list[bytes], file_exists: Call
     """The answers of rows first, first + 1, ...: their output lines, and a flag a row (OK, FAILED, or ASK_THE_JOB
     where `file_exists` raised _AskTheJob: the row's line is then its input line, for the job's thread to answer).
 
-    `answer`, unrolled for a chunk: a row is ~13 us of work, and a call, a tuple and lookups a row were a tenth
+    `answer`, unrolled for a chunk: a row is ~12 us of work, and a call, a tuple and lookups a row were a tenth
     of it."""
     out: list[bytes] = []
     flags = bytearray(len(lines))
