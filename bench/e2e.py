@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from bench import inputs
+from local._process import KeptConnection
 from local._table import text_table
 from local.cloud import LocalCloud, storage_client, vertex_jobs
 from shared import verify
@@ -194,26 +195,17 @@ class ObjectWatch:
 
     def __init__(self, endpoint: str, bucket: str, name: str) -> None:
         url = urlsplit(endpoint)
-        self._address = (url.hostname or "127.0.0.1", url.port or 80)
+        self._conn = KeptConnection(url.hostname or "127.0.0.1", url.port or 80)
         self._path = f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
-        self._conn: http.client.HTTPConnection | None = None
 
     def exists(self) -> bool:
         try:
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(*self._address, timeout=10)
-            self._conn.request("GET", self._path)
-            answer = self._conn.getresponse()
-            answer.read()
-            return answer.status == 200
+            return self._conn.request("GET", self._path)[0] == 200
         except (OSError, http.client.HTTPException):
-            self.close()  # a new connection next time
-            return False
+            return False  # the next call connects anew
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()
 
     def __enter__(self) -> ObjectWatch:
         return self

@@ -1,7 +1,8 @@
-"""Small helpers for starting local servers: free ports and readiness checks."""
+"""Small helpers for starting and asking local servers: free ports, readiness checks, a kept-alive connection."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 import urllib.error
@@ -34,3 +35,31 @@ def wait_http(url: str, timeout: float = 30.0, proc=None) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout:.0f}s") from None
             time.sleep(0.05)
+
+
+class KeptConnection:
+    """HTTP requests to one local server on one kept-alive connection, a new one after any failure: for a caller that
+    asks many times a second on a machine whose CPU it measures, where a client library's request costs milliseconds
+    of CPU and a bare one a fraction of one."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        self._address, self._timeout = (host, port), timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request; raises OSError or HTTPException, and the next request connects anew."""
+        try:
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(*self._address, timeout=self._timeout)
+            self._conn.request(method, path, body, headers or {})
+            answer = self._conn.getresponse()
+            return answer.status, answer.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import json
 import os
 import signal
@@ -23,6 +22,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import quote
+
+from local._process import KeptConnection
 
 
 def run(project: str, topic: str, every: float, stop: threading.Event) -> None:
@@ -46,25 +47,14 @@ class _Publisher:
 
     def __init__(self, host: str, project: str, topic: str) -> None:
         name, _, port = host.rpartition(":")
-        self._address = (name or "127.0.0.1", int(port))
+        self._conn = KeptConnection(name or "127.0.0.1", int(port))
         self._path = f"/v1/projects/{quote(project, safe='')}/topics/{quote(topic, safe='')}:publish"
-        self._conn: http.client.HTTPConnection | None = None
 
     def __call__(self, data: bytes, **attributes: str) -> None:
         body = json.dumps({"messages": [{"data": base64.b64encode(data).decode(), "attributes": attributes}]})
-        try:
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(*self._address, timeout=10)
-            self._conn.request("POST", self._path, body, {"Content-Type": "application/json"})
-            answer = self._conn.getresponse()
-            text = answer.read()
-        except (OSError, http.client.HTTPException):
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None  # a new connection for the next tick
-            raise
-        if answer.status != 200:
-            raise RuntimeError(f"{answer.status}: {text[:200].decode(errors='replace')}")
+        status, text = self._conn.request("POST", self._path, body, {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"{status}: {text[:200].decode(errors='replace')}")
 
 
 def main(argv: list[str] | None = None) -> None:
