@@ -219,10 +219,11 @@ def _scenarios() -> dict[str, tuple[dict[str, bytes], dict[str, str], list[str] 
     return out
 
 
-def _run(objects: dict[str, bytes], labels: dict[str, str], uris: list[str] | None, pool=None) -> dict:
+def _run(objects: dict[str, bytes], labels: dict[str, str], uris: list[str] | None, pool=None,
+         storage: MemoryStorage | None = None) -> dict:
     """The job's record; `pool`: the emulator's answer processes (`local.vertex._answers.AnswerPool`), None: rows
-    answered in the job's thread."""
-    storage = MemoryStorage(objects)
+    answered in the job's thread; `storage`: one holding `objects` (None: a MemoryStorage)."""
+    storage = storage or MemoryStorage(objects)
     store = JobStore(Switches(), seed=0)
     uris = uris or sorted(u for u in objects if u.endswith(".jsonl"))
     job = store.create(PARENT, {
@@ -263,6 +264,44 @@ def test_the_scenarios_are_the_recorded_ones(golden):
 @pytest.mark.parametrize("name", sorted(_scenarios()))
 def test_a_job_outputs_and_decides_what_was_recorded(golden, name):
     assert _run(*_scenarios()[name]) == golden[name]
+
+
+class FailingWrites(MemoryStorage):
+    """Refuses the `fail_at`-th write (0: the first) and every write after it."""
+
+    def __init__(self, objects: dict[str, bytes], fail_at: int):
+        super().__init__(objects)
+        self.fail_at, self.writes = fail_at, 0
+
+    def write(self, uri: str, data: bytes) -> None:
+        self.writes += 1
+        if self.writes > self.fail_at:
+            raise OSError("storage refused the write")
+        super().write(uri, data)
+
+
+@pytest.mark.parametrize("fault", [None, "partial", "cancel"])
+@pytest.mark.parametrize("fail_at", range(5))
+def test_a_failed_export_fails_the_job_with_the_shards_before_it(fail_at, fault):
+    """Shards are uploaded while the next rows are answered; a refused upload still ends the job FAILED with the
+    export error, its stats those of the shards that landed, and no shard after it written, whichever shard it is
+    (the last one, or one a fault or a cancel exports, included)."""
+    labels = {"emulator_export_every": "5"}
+    if fault:
+        labels |= {"emulator_job_fault": fault, "emulator_fault_at": "0-7"}
+    objects = {"gs://in/a.jsonl": _many(23, 1)}  # 5 shards of 5, 5, 5, 5, 3 rows; a fault exports at row 16
+    shard_rows = [5, 5, 5, 1] if fault else [5, 5, 5, 5, 3]
+    storage = FailingWrites(objects, fail_at)
+    record = _run(objects, labels, None, storage=storage)
+    if fail_at >= len(shard_rows):
+        assert record["state"] != "JOB_STATE_FAILED"
+        return
+    landed = sum(shard_rows[:fail_at])
+    assert record["state"] == "JOB_STATE_FAILED"
+    assert record["error"] == {"code": 13, "message": "Failed to export data. Retrying may solve the problem."}
+    assert record["stats"]["successfulCount"] + record["stats"]["failedCount"] == landed
+    assert len(record["shards"]) == fail_at and storage.writes == fail_at + 1
+    assert sum(shard.count("\n") for shard in record["shards"].values()) == landed
 
 
 if __name__ == "__main__":
