@@ -29,16 +29,13 @@ each, interleaved with the code before the table model and the chunks): 4.2-5.2 
 two answer processes (`_answers`), against 5.5-6.1 s and 8.7-9.6 CPU-s, on 2 vCPU where two busy processes run at
 ~1.5x one (so a CPU second counts for more than it does alone). `--parts` splits the row work over lines in memory:
 importer ~2.5 us a row, parse and model and output line ~12 us (26-28 before). The job's thread reads, checks and
-exports, each shard's upload in a thread of its own while the next rows are answered (`_Exports`: 4.21-4.40 s
-against 4.47-4.74 s with the uploads in the job's thread, three runs each, interleaved); its only Python step a
-row is the importer's: the rows travel in chunks (`chunks`, `answer_chunk`) and their answers are taken in pieces
-(`run_rows`). A job of `POOL_MIN_ROWS` rows or more has its rows answered by the emulator's answer processes, one
-per CPU, while its thread reads the input and exports.
+exports; its only Python step a row is the importer's: the rows travel in chunks (`chunks`, `answer_chunk`) and
+their answers are taken in pieces (`run_rows`). A job of `POOL_MIN_ROWS` rows or more has its rows answered by the
+emulator's answer processes, one per CPU, while its thread reads the input and exports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import heapq
 import logging
@@ -46,7 +43,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 
@@ -201,7 +198,6 @@ class _JobRun:
         self.total = 0
         self._files: dict[str, bool] = {}
         self._small: list[bytes] | None = None  # the input's lines, when small enough to keep
-        self.exports = _Exports()
         self.pool: AnswerPool | None = runner.pool
 
     def fail(self, error: dict, stats: dict | None = None) -> None:
@@ -227,10 +223,7 @@ class _JobRun:
             return
         if self.s.job_fault == "permission" or any(_under(job.output_dir, p) for p in self.s.readonly_prefixes):
             return self.run_unwritable()
-        try:
-            self.run_rows()
-        finally:
-            self.exports.settle()  # whatever ended the job, no upload of it goes on after
+        self.run_rows()
 
     def import_check(self) -> bool:
         checker = SchemaChecker()
@@ -308,11 +301,8 @@ class _JobRun:
         return answer(asked, row, orjson.loads(raw), self.file_exists)
 
     def flush(self) -> None:
-        """Export the rows answered since the last export as the next shard: shuffled and joined here, uploaded by
-        `exports` while the next rows are answered (one upload at a time; `drain` waits for it)."""
         if not self.buffer:
             return
-        self.exports.wait()  # the shard before lands first: its data is freed before this one is built
         count, ok = len(self.buffer), self.buffer_ok
         lines = _output.shuffled(self.buffer, f"{self.job.name}:{self.shards}")
         lines.append(b"")  # the last line's newline, in the join rather than by copying the shard
@@ -321,20 +311,14 @@ class _JobRun:
         self.buffer.clear()  # free the lines before the upload copies the data (the row loop holds the list)
         self.buffer_ok = 0
         uri = f"{self.job.output_dir}/{_output.shard_name(self.shards)}"
+        try:
+            self.storage.write(uri, data)
+        except Exception as exc:
+            raise _ExportFailed from exc
         self.shards += 1
-        self.exports.start(self._export, uri, data, count, ok)
-
-    def _export(self, uri: str, data: bytes, count: int, ok: int) -> None:
-        """One shard's upload (in the export thread); its rows count once it has landed."""
-        self.storage.write(uri, data)
         self.ok += ok
         self.failed += count - ok
         self.store.set_stats(self.job, self.stats(incomplete=-1))
-
-    def drain(self) -> None:
-        """Export what is left and wait until every shard has landed: what a job does before it ends."""
-        self.flush()
-        self.exports.wait()
 
     def stats(self, incomplete: int | None = None) -> dict:
         if incomplete is None:  # unknown (-1) until the importer has counted the rows
@@ -396,19 +380,19 @@ class _JobRun:
                     if runner._stopping:  # check_interrupt, inlined
                         raise _Abandon
                     if job.cancel_requested:
-                        self.drain()
+                        self.flush()
                         return self.finish_cancelled()
                     if first + at - 1 == stop_after:
                         return self.end_with_fault(fault)
             self.pace(owed)
-            self.drain()
+            self.flush()
         except _ExportFailed:
             log.exception("export of %s failed", self.job.name)
             return self.fail(dict(EXPORT_ERROR), stats=self.stats())
         self.store.transition(self.job, "JOB_STATE_SUCCEEDED", stats=self.stats())
 
     def end_with_fault(self, fault: str) -> None:
-        self.drain()
+        self.flush()
         if fault == "cancel":
             self.finish_cancelled()
         elif fault == "fail":
@@ -421,41 +405,3 @@ class _JobRun:
 
 class _ExportFailed(Exception):
     """Writing a shard to Cloud Storage failed."""
-
-
-class _Exports:
-    """A job's shard uploads, one at a time, each in a thread of its own, so that the job goes on answering rows
-    while a shard is written. Written in the job's thread, each upload held it up and, with it, the answer
-    processes, once the chunks they work ahead by were done: a 200,000-row job's 21 shards took ~0.8 s of its
-    ~4.6 s (`_perf`). A failed upload raises _ExportFailed at the next `wait`, before any later shard is
-    written, so a job's output and stats are what they were with the uploads in its own thread."""
-
-    __slots__ = ("_thread", "_error")
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def start(self, upload: Callable[..., None], *args: object) -> None:
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=(upload, *args), name="vertex-export", daemon=True)
-        self._thread.start()
-
-    def _run(self, upload: Callable[..., None], *args: object) -> None:
-        try:
-            upload(*args)
-        except Exception as exc:
-            self._error = exc
-
-    def settle(self) -> None:
-        """Until the upload under way (if any) has ended, whether it failed or not."""
-        with contextlib.suppress(_ExportFailed):
-            self.wait()
-
-    def wait(self) -> None:
-        """Until the upload under way (if any) has landed; _ExportFailed if it, or one before, failed."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            raise _ExportFailed from self._error

@@ -283,9 +283,8 @@ class FailingWrites(MemoryStorage):
 @pytest.mark.parametrize("fault", [None, "partial", "cancel"])
 @pytest.mark.parametrize("fail_at", range(5))
 def test_a_failed_export_fails_the_job_with_the_shards_before_it(fail_at, fault):
-    """Shards are uploaded while the next rows are answered; a refused upload still ends the job FAILED with the
-    export error, its stats those of the shards that landed, and no shard after it written, whichever shard it is
-    (the last one, or one a fault or a cancel exports, included)."""
+    """A refused upload ends the job FAILED with the export error, its stats those of the shards that landed, and no
+    shard after it written, whichever shard it is (the last one, or one a fault or a cancel exports, included)."""
     labels = {"emulator_export_every": "5"}
     if fault:
         labels |= {"emulator_job_fault": fault, "emulator_fault_at": "0-7"}
