@@ -2,8 +2,12 @@
 
 PermanentError -> logged at ERROR and acknowledged (return normally, the platform stops redelivering).
 ConfigError    -> logged at CRITICAL and re-raised: a bad deploy must not eat the events it meets.
-Anything else  -> logged and re-raised: the function answers 500 and Pub/Sub / Eventarc redelivers; every
-                  core step is idempotent, so the redelivery is safe.
+TransientError -> logged at WARNING and re-raised: the function answers 500 and Pub/Sub / Eventarc redelivers;
+                  every core step is idempotent, so the redelivery is safe. Expected weather (a 429 or 5xx from
+                  storage or Vertex, a lost compare-and-swap, two deliveries of one event at once), which heals
+                  by itself: an operator alerting on ERROR is not paged for it.
+Anything else  -> logged at ERROR and re-raised, redelivered the same way: an exception the code did not
+                  expect is a bug or an outage worth a look, even when a redelivery gets past it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import collect, log, poll, reconcile, submit
-from shared.errors import ConfigError, PermanentError
+from shared.errors import ConfigError, PermanentError, TransientError
 from shared.events import PubSubMessage, StorageObjectEvent
 from shared.pipeline import Pipeline
 
@@ -30,6 +34,10 @@ def _guard(function: str, work: Callable[[], Any]) -> Any:
         log.error(f"{function}.rejected", f"{function}: {type(exc).__name__}: {exc} (acknowledged, not retried)",
                   error=type(exc).__name__)
         return None
+    except TransientError as exc:
+        log.warning(f"{function}.failed", f"{function}: {type(exc).__name__}: {exc} (will be retried)",
+                    error=type(exc).__name__, seconds=round(time.monotonic() - started, 3))
+        raise
     except Exception as exc:
         log.error(f"{function}.failed", f"{function}: {type(exc).__name__}: {exc} (will be retried)",
                   error=type(exc).__name__, seconds=round(time.monotonic() - started, 3))

@@ -63,7 +63,8 @@ EVENTS: dict[str, str] = {
     "reconcile.tick": "one reconciliation tick's summary (runs visited, repairs, inputs swept)",
     "message.dead_lettered": "a message reached a dead-letter topic; the reconciliation repairs its run",
     **{f"{fn}.rejected": f"{fn}: a permanent error; the event is acknowledged" for fn in FUNCTIONS},
-    **{f"{fn}.failed": f"{fn}: a transient error; the platform redelivers the event" for fn in FUNCTIONS},
+    **{f"{fn}.failed": f"{fn}: the event is redelivered (WARNING for a transient error, ERROR for an unexpected one)"
+       for fn in FUNCTIONS},
     **{f"{fn}.misconfigured": f"{fn}: configuration error (CRITICAL); the event is redelivered"
        for fn in FUNCTIONS},
 }
